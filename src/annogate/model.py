@@ -1,0 +1,219 @@
+"""The columnar model every reader produces and every check consumes.
+
+Why columnar: a batch can hold millions of annotations. Python objects per
+annotation cost ~1 kB each and make every check a Python loop; NumPy columns cost
+a few dozen bytes per annotation and let each check run vectorised, once, for all
+formats. Readers (``annogate.formats``) are the only code that sees the source
+syntax; everything downstream sees only these arrays.
+
+Conventions
+-----------
+* Row ``i`` of every :class:`Annotations` column describes the same annotation.
+* ``image`` and ``category`` are *indices* into :class:`Images` / :class:`Categories`
+  (``-1`` when the source id dangles); the raw source ids are kept beside them so
+  that messages can quote what the file said.
+* Missing numbers are ``nan`` (floats) or ``-1`` (integers).
+* Polygons are stored flat, as in GeoArrow: ``poly_xy`` holds every ring's raw
+  coordinate list one after the other; ``ring_offsets`` (length R+1, in coordinate
+  units, so an odd-length ring stays representable and detectable) delimits rings;
+  ``ann_ring_offsets`` (length N+1) delimits the rings of each annotation.
+* Images are matched across files by ``file_name``, never by numeric id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "SEG_NONE",
+    "SEG_POLYGON",
+    "SEG_RLE",
+    "Annotations",
+    "Batch",
+    "Categories",
+    "Images",
+]
+
+SEG_NONE = 0
+SEG_POLYGON = 1
+SEG_RLE = 2
+
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+O = npt.NDArray[np.object_]
+
+
+def _empty_obj(n: int = 0) -> O:
+    return np.empty(n, dtype=object)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Images:
+    """One row per image: file name (the cross-file key), size, source id and line."""
+
+    id: I64
+    file_name: O
+    width: F64
+    height: F64
+    line: I32
+
+    def __len__(self) -> int:
+        return int(self.id.shape[0])
+
+    @classmethod
+    def empty(cls) -> Images:
+        return cls(
+            id=np.empty(0, np.int64),
+            file_name=_empty_obj(),
+            width=np.empty(0, np.float64),
+            height=np.empty(0, np.float64),
+            line=np.empty(0, np.int32),
+        )
+
+    def index_by_name(self) -> dict[str, int]:
+        """File name -> row; the join key between a batch and its golden file."""
+        return {str(n): i for i, n in enumerate(self.file_name)}
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Categories:
+    """One row per class. ``keypoints`` holds each class's keypoint names (may be empty)."""
+
+    id: I64
+    name: O
+    supercategory: O
+    keypoints: tuple[tuple[str, ...], ...]
+    line: I32
+
+    def __len__(self) -> int:
+        return int(self.id.shape[0])
+
+    @classmethod
+    def empty(cls) -> Categories:
+        return cls(
+            id=np.empty(0, np.int64),
+            name=_empty_obj(),
+            supercategory=_empty_obj(),
+            keypoints=(),
+            line=np.empty(0, np.int32),
+        )
+
+    def index_by_name(self) -> dict[str, int]:
+        return {str(n): i for i, n in enumerate(self.name)}
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Annotations:
+    """One row per annotation (object). See the module docstring for conventions."""
+
+    id: I64
+    image: I32
+    category: I32
+    image_id: I64
+    category_id: I64
+    bbox: F64  # (N, 4) x, y, width, height; nan when absent
+    area: F64
+    iscrowd: B
+    score: F64
+    annotator: I32  # index into Batch.annotators, -1 unknown
+    line: I32  # 1-based line of the annotation's opening brace / element
+    file: I32  # index into Batch.files (folder formats have many source files)
+    seg_kind: npt.NDArray[np.int8]
+    poly_xy: F64
+    ring_offsets: I64
+    ann_ring_offsets: I64
+    rle: O  # dict {"size": [h, w], "counts": str | list[int]} or None
+    keypoints: F64  # flat (x, y, v) triples of all annotations
+    kp_offsets: I64  # (N+1) in triples
+    num_keypoints: I32  # -1 absent
+
+    def __len__(self) -> int:
+        return int(self.id.shape[0])
+
+    @classmethod
+    def empty(cls) -> Annotations:
+        return cls(
+            id=np.empty(0, np.int64),
+            image=np.empty(0, np.int32),
+            category=np.empty(0, np.int32),
+            image_id=np.empty(0, np.int64),
+            category_id=np.empty(0, np.int64),
+            bbox=np.empty((0, 4), np.float64),
+            area=np.empty(0, np.float64),
+            iscrowd=np.empty(0, np.bool_),
+            score=np.empty(0, np.float64),
+            annotator=np.empty(0, np.int32),
+            line=np.empty(0, np.int32),
+            file=np.empty(0, np.int32),
+            seg_kind=np.empty(0, np.int8),
+            poly_xy=np.empty(0, np.float64),
+            ring_offsets=np.zeros(1, np.int64),
+            ann_ring_offsets=np.zeros(1, np.int64),
+            rle=_empty_obj(),
+            keypoints=np.empty(0, np.float64),
+            kp_offsets=np.zeros(1, np.int64),
+            num_keypoints=np.empty(0, np.int32),
+        )
+
+    def rings(self, i: int) -> list[F64]:
+        """The raw coordinate lists of annotation ``i``'s polygon rings (for messages/tests)."""
+        r0, r1 = int(self.ann_ring_offsets[i]), int(self.ann_ring_offsets[i + 1])
+        return [
+            self.poly_xy[self.ring_offsets[r] : self.ring_offsets[r + 1]]
+            for r in range(r0, r1)
+        ]
+
+    def keypoints_of(self, i: int) -> F64:
+        """Annotation ``i``'s keypoints as a (K, 3) array of x, y, visibility."""
+        return self.keypoints[
+            3 * int(self.kp_offsets[i]) : 3 * int(self.kp_offsets[i + 1])
+        ].reshape(-1, 3)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Batch:
+    """One export of labels, in columns, with where each row came from.
+
+    ``problems`` holds what the reader found while converting (wrong JSON types,
+    dangling references): they are schema findings, reported by the schema gate,
+    so a reader never has to raise on a bad annotation.
+    """
+
+    path: Path
+    format: str
+    images: Images
+    categories: Categories
+    annotations: Annotations
+    files: tuple[str, ...]
+    annotators: tuple[str, ...] = ()
+    sha256: str = ""
+    problems: list[Any] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def pointer(self, i: int) -> str:
+        """JSON pointer (or format-specific locator) of annotation row ``i``."""
+        base = self.meta.get("ann_pointer_base", "/annotations/")
+        return f"{base}{i}"
+
+    def image_name(self, i: int) -> str | None:
+        """File name of annotation ``i``'s image, or None when its image dangles."""
+        k = int(self.annotations.image[i])
+        return str(self.images.file_name[k]) if k >= 0 else None
+
+    def category_name(self, i: int) -> str | None:
+        k = int(self.annotations.category[i])
+        return str(self.categories.name[k]) if k >= 0 else None
+
+    def annotator_name(self, i: int) -> str | None:
+        k = int(self.annotations.annotator[i])
+        return self.annotators[k] if k >= 0 else None
+
+    def source_file(self, i: int) -> str:
+        return self.files[int(self.annotations.file[i])] if self.files else str(self.path)
