@@ -133,10 +133,28 @@ class GateResult:
             "population": self.population,
             "reason": self.reason,
             "metrics": _jsonable(self.metrics),
-            "checks": [c.to_dict() for c in self.checks],
+            "checks": [_jsonable(c.to_dict()) for c in self.checks],
             "findings": [f.to_dict() for f in self.findings],
             "tables": _jsonable(self.tables),
         }
+
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GateResult:
+        """Inverse of :meth:`to_dict` (how xdist workers ship results to the controller)."""
+        return cls(
+            gate=d["gate"],
+            verdict=d["verdict"],
+            population=int(d.get("population", 0)),
+            reason=d.get("reason", ""),
+            metrics=dict(d.get("metrics", {})),
+            checks=[
+                ThresholdCheck(**{k: v for k, v in c.items() if k != "passed"} | {"value": float("nan") if c["value"] is None else c["value"]})
+                for c in d.get("checks", [])
+            ],
+            findings=[Finding(**f) for f in d.get("findings", [])],
+            tables=dict(d.get("tables", {})),
+        )
 
 
 def _jsonable(obj: Any) -> Any:

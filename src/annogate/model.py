@@ -131,7 +131,7 @@ class Annotations:
     ann_ring_offsets: I64
     rle: O  # dict {"size": [h, w], "counts": str | list[int]} or None
     keypoints: F64  # flat (x, y, v) triples of all annotations
-    kp_offsets: I64  # (N+1) in triples
+    kp_offsets: I64  # (N+1) in triples (a length that is not a multiple of 3 is a schema problem, truncated here)
     num_keypoints: I32  # -1 absent
 
     def __len__(self) -> int:

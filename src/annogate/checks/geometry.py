@@ -1,0 +1,1042 @@
+"""The geometry gate: labels whose shapes cannot be right, whatever the image shows.
+
+Every check here is deterministic (a box of width -3 is wrong without a golden set),
+so each finding is an exact defect count for the cost model. The gate reads only the
+columnar :class:`~annogate.model.Batch` and runs vectorised over all annotations:
+a batch of 1.3 million polygons must be checked faster than it was parsed, so no
+Python loop runs per annotation or per polygon. Python runs per *defect* (to build
+its message) and per RLE mask (whose counts need decoding; masks are the rare crowd
+regions in COCO-style data).
+
+Error types (``rule`` of each finding; stable, they are config keys under
+``[tool.annogate.geometry.thresholds]``):
+
+Boxes
+    ``box_nonfinite``, ``box_nonpositive``, ``box_tiny``, ``box_outside_image``.
+    A box that is entirely ``nan`` is *absent* (formats without boxes), not a defect.
+Polygons
+    ``polygon_odd_coordinates``, ``polygon_nonfinite``, ``polygon_too_few_points``,
+    ``polygon_zero_area``, ``polygon_invalid``, ``polygon_outside_image``.
+RLE masks
+    ``rle_undecodable``, ``rle_size_mismatch``, ``rle_empty``.
+Consistency
+    ``box_segmentation_mismatch``, ``area_mismatch``.
+Keypoints
+    ``keypoints_count_mismatch``, ``keypoint_visibility_invalid``,
+    ``keypoint_outside_image``, ``keypoint_outside_box``, ``num_keypoints_mismatch``.
+Duplicates
+    ``duplicate_object``.
+
+COCO polygon semantics. A COCO annotation's ``segmentation`` list holds *separate
+parts* of one object, not a shell and its holes: pycocotools rasterises each ring
+and takes the union. So each ring is validated as a polygon of its own; parts may
+touch, overlap or nest without that being a defect (building one MultiPolygon and
+asking GEOS would wrongly call overlapping parts invalid, and treating later rings
+as holes would invert their area). The object's extent is the union of its rings'
+extents. Its area is checked against the sum of its parts' areas (what the COCO
+tools wrote: overlapping parts are counted twice in real COCO files) and, only when
+that disagrees, against the area of their union (what a rasteriser would measure).
+
+Speed. Validity is decided in three tiers, cheapest first: (1) numpy per-ring
+figures (coordinate parity, finiteness, shoelace area, bounds); (2) a numpy
+*star test* that proves most rings simple without GEOS (see :func:`_star_test`);
+(3) shapely 2's array API (``linearrings`` with indices, ``is_valid_reason``) only
+for the rings the star test could not prove, which in real data are a minority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from annogate.findings import Finding, GateResult, findings_for_rows
+from annogate.gates import Gate, GateContext
+from annogate.model import SEG_POLYGON, SEG_RLE, Batch
+from annogate.thresholds import THRESHOLDS_SCHEMA, apply_severity, error_type_checks
+
+__all__ = ["DEFAULTS", "GATE", "RULES", "RULES_SCHEMA", "run"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+GATE_NAME = "geometry"
+
+RULES: tuple[str, ...] = (
+    "box_nonfinite",
+    "box_nonpositive",
+    "box_tiny",
+    "box_outside_image",
+    "polygon_odd_coordinates",
+    "polygon_nonfinite",
+    "polygon_too_few_points",
+    "polygon_zero_area",
+    "polygon_invalid",
+    "polygon_outside_image",
+    "rle_undecodable",
+    "rle_size_mismatch",
+    "rle_empty",
+    "box_segmentation_mismatch",
+    "area_mismatch",
+    "keypoints_count_mismatch",
+    "keypoint_visibility_invalid",
+    "keypoint_outside_image",
+    "keypoint_outside_box",
+    "num_keypoints_mismatch",
+    "duplicate_object",
+)
+_RULE_ORDER = {r: k for k, r in enumerate(RULES)}
+
+#: Tolerances, chosen so the real COCO val2014 sample trips none of them needlessly
+#: (measured: polygons never leave the image, the smallest box side is 2.6 px, polygon
+#: boxes equal the polygon extent to 0.01 px, crowd boxes are 1 px short of the mask
+#: extent, polygon areas equal the sum of the parts' areas within 0.1 %, crowd areas
+#: differ from the mask pixel count by up to 13 %) while a genuinely wrong value
+#: (a box off by a few pixels, an area off by a fifth) is caught.
+DEFAULTS: dict[str, Any] = {
+    # px a box, polygon or keypoint may extend beyond the image (half-pixel conventions)
+    "border_tolerance": 1.0,
+    # px: a box whose width or height is below this is tiny
+    "min_box_size": 1.0,
+    # class name -> px, overrides min_box_size
+    "min_box_size_per_class": {},
+    # px between a box edge and its segmentation's extent (COCO crowd boxes are 1 px short)
+    "box_segmentation_tolerance": 2.0,
+    # relative |area - computed| / computed (LabelMe rasterised areas run ~7 % high)
+    "area_tolerance": 0.10,
+    # the same for crowd regions (COCO val2014 crowd areas are up to 13 % off their masks)
+    "crowd_area_tolerance": 0.20,
+    # fraction of the box's longer side a labelled keypoint may lie outside it
+    # (occluded limbs do: 8 % in COCO person keypoints)
+    "keypoint_box_tolerance": 0.25,
+    # same class, same image, box IoU at least this: a duplicate
+    "duplicate_iou": 0.95,
+}
+
+#: Absolute slack (px^2) of the area check, so that rounding of tiny areas is no defect.
+_AREA_SLACK = 1.0
+#: Points per chunk of ring processing: bounds the temporaries (~10 arrays of this size).
+_CHUNK_POINTS = 1 << 20
+
+_NUM = {"type": "number", "minimum": 0}
+
+RULES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Geometry gate: tolerances and per-error-type thresholds.",
+    "additionalProperties": False,
+    "properties": {
+        "thresholds": THRESHOLDS_SCHEMA,
+        "border_tolerance": {**_NUM, "description": "px beyond the image allowed for boxes, polygons, keypoints"},
+        "min_box_size": {**_NUM, "description": "px; a box narrower or lower is tiny"},
+        "min_box_size_per_class": {
+            "type": "object",
+            "additionalProperties": _NUM,
+            "description": "class name -> minimum box side in px",
+        },
+        "box_segmentation_tolerance": {**_NUM, "description": "px between box edges and segmentation extent"},
+        "area_tolerance": {**_NUM, "description": "relative tolerance of the area field"},
+        "crowd_area_tolerance": {**_NUM, "description": "relative tolerance of the area field of crowd regions"},
+        "keypoint_box_tolerance": {**_NUM, "description": "fraction of the box's longer side a keypoint may lie outside it"},
+        "duplicate_iou": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "description": "box IoU at or above which two same-class objects in one image are duplicates",
+        },
+    },
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _seg_reduce(ufunc: np.ufunc, values: npt.NDArray[Any], counts: I64, empty: Any) -> npt.NDArray[Any]:
+    """``ufunc.reduceat`` over consecutive segments of lengths ``counts``, safe for empty ones."""
+    return _Segments(counts).reduce(ufunc, values, empty)
+
+
+class _Segments:
+    """Consecutive segments (rings of points, rings of an annotation) given by their lengths.
+
+    Plain ``ufunc.reduceat`` returns an element for an empty segment and fails on one
+    at the end; :meth:`reduce` gives empty segments ``empty`` instead.
+    """
+
+    def __init__(self, counts: I64) -> None:
+        self.counts = counts
+        self.starts = np.cumsum(counts) - counts
+        self.nonempty = counts > 0
+        self.nz_starts = self.starts[self.nonempty]
+        self.nz_ends = self.nz_starts + counts[self.nonempty] - 1
+
+    def reduce(self, ufunc: np.ufunc, values: npt.NDArray[Any], empty: Any, dtype: Any = None) -> npt.NDArray[Any]:
+        out = np.full(self.counts.shape[0], empty, dtype=dtype or values.dtype)
+        if values.size and self.nz_starts.size:
+            out[self.nonempty] = ufunc.reduceat(values, self.nz_starts, dtype=dtype)
+        return out
+
+    def owner(self) -> I64:
+        """Segment index of every element."""
+        return np.repeat(np.arange(self.counts.shape[0], dtype=np.int64), self.counts)
+
+    def next_of(self, v: F64) -> F64:
+        """``v`` shifted by one within each segment, cyclically (the next vertex of a ring)."""
+        out = np.empty_like(v)
+        if v.size:
+            out[:-1] = v[1:]
+            out[self.nz_ends] = v[self.nz_starts]
+        return out
+
+
+def _gather_segments(starts: I64, counts: I64) -> I64:
+    """Indices of the elements of segments (start, count), concatenated, without a loop."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    seg_first = np.cumsum(counts) - counts
+    return np.repeat(starts - seg_first, counts) + np.arange(total, dtype=np.int64)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
+
+
+class _Collector:
+    """Findings of one run, per rule, built only for the rows that failed."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.findings: list[Finding] = []
+
+    def add(
+        self,
+        rule: str,
+        rows: npt.NDArray[np.integer[Any]],
+        messages: list[str],
+        values: list[float] | None = None,
+    ) -> None:
+        if len(rows) == 0:
+            return
+        self.findings.extend(
+            findings_for_rows(self.batch, rows, gate=GATE_NAME, rule=rule, messages=messages, values=values)
+        )
+
+
+@dataclass(frozen=True)
+class _Config:
+    border_tol: float
+    min_box: F64  # per annotation
+    box_seg_tol: float
+    area_tol: float
+    crowd_area_tol: float
+    kp_box_tol: float
+    dup_iou: float
+    thresholds: Mapping[str, Any]
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], batch: Batch) -> _Config:
+        s = {**DEFAULTS, **section}
+        ann = batch.annotations
+        min_box = np.full(len(ann), float(s["min_box_size"]))
+        by_name = batch.categories.index_by_name()
+        for name, v in dict(s["min_box_size_per_class"]).items():
+            k = by_name.get(str(name))
+            if k is not None:
+                min_box[ann.category == k] = float(v)
+        return cls(
+            border_tol=float(s["border_tolerance"]),
+            min_box=min_box,
+            box_seg_tol=float(s["box_segmentation_tolerance"]),
+            area_tol=float(s["area_tolerance"]),
+            crowd_area_tol=float(s["crowd_area_tolerance"]),
+            kp_box_tol=float(s["keypoint_box_tolerance"]),
+            dup_iou=float(s["duplicate_iou"]),
+            thresholds=dict(section.get("thresholds", {})),
+        )
+
+
+def _outside(
+    x0: F64, y0: F64, x1: F64, y1: F64, width: F64, height: F64, tol: float
+) -> tuple[F64, B]:
+    """Overshoot beyond each image side (N, 4: left, top, right, bottom) and whether any exceeds ``tol``.
+
+    Unknown image sizes are nan, and nan compares false: such rows are never flagged.
+    """
+    over = np.stack([-x0, -y0, x1 - width, y1 - height], axis=1)
+    with np.errstate(invalid="ignore"):
+        bad = (over > tol).any(axis=1)
+    return over, bad
+
+
+_SIDES = ("left", "top", "right", "bottom")
+
+
+def _outside_message(what: str, over: F64, x0: float, y0: float, x1: float, y1: float, w: float, h: float, tol: float) -> str:
+    edge_value = (f"min x {_fmt(x0)} < 0", f"min y {_fmt(y0)} < 0", f"max x {_fmt(x1)} > width {_fmt(w)}", f"max y {_fmt(y1)} > height {_fmt(h)}")
+    parts = [f"{_SIDES[k]} by {_fmt(float(over[k]))} px ({edge_value[k]})" for k in range(4) if over[k] > tol]
+    return f"{what} extends beyond the image: " + ", ".join(parts) + f"; tolerance {_fmt(tol)} px"
+
+
+# --------------------------------------------------------------------------- boxes
+
+
+@dataclass
+class _Boxes:
+    valid: B  # finite, positive size
+    x0: F64
+    y0: F64
+    x1: F64
+    y1: F64
+
+
+def _check_boxes(batch: Batch, cfg: _Config, width: F64, height: F64, out: _Collector) -> _Boxes:
+    """Box defects; returns which boxes are usable by the later consistency checks."""
+    bb = batch.annotations.bbox.reshape(-1, 4)
+    finite = np.isfinite(bb)
+    absent = np.isnan(bb).all(axis=1)
+    nonfinite = ~finite.all(axis=1) & ~absent
+    rows = np.flatnonzero(nonfinite)
+    out.add("box_nonfinite", rows, [f"bbox {[_fmt(float(v)) for v in bb[i]]} has a non-finite value" for i in rows])
+
+    ok = finite.all(axis=1)
+    x, y, w, h = bb[:, 0], bb[:, 1], bb[:, 2], bb[:, 3]
+    nonpos = ok & ((w <= 0) | (h <= 0))
+    rows = np.flatnonzero(nonpos)
+    out.add(
+        "box_nonpositive",
+        rows,
+        [f"box width {_fmt(w[i])}, height {_fmt(h[i])}: must both be > 0" for i in rows],
+        [float(min(w[i], h[i])) for i in rows],
+    )
+    valid = ok & ~nonpos
+
+    tiny = valid & (np.minimum(w, h) < cfg.min_box)
+    rows = np.flatnonzero(tiny)
+    out.add(
+        "box_tiny",
+        rows,
+        [f"box {_fmt(w[i])} x {_fmt(h[i])} px is smaller than the minimum side {_fmt(cfg.min_box[i])} px" for i in rows],
+        [float(min(w[i], h[i])) for i in rows],
+    )
+
+    x1, y1 = x + w, y + h
+    over, bad = _outside(x, y, x1, y1, width, height, cfg.border_tol)
+    bad &= valid
+    rows = np.flatnonzero(bad)
+    out.add(
+        "box_outside_image",
+        rows,
+        [_outside_message("box", over[i], x[i], y[i], x1[i], y1[i], width[i], height[i], cfg.border_tol) for i in rows],
+        [float(over[i].max()) for i in rows],
+    )
+    return _Boxes(valid=valid, x0=x, y0=y, x1=x1, y1=y1)
+
+
+# --------------------------------------------------------------------------- polygons
+
+
+def _star_test(
+    x: F64, y: F64, seg: _Segments, cx: F64, cy: F64, span: F64
+) -> tuple[B, F64, F64, F64]:
+    """Prove rings simple without GEOS: are they star-shaped around (cx, cy)?
+
+    If, seen from a centre c, every edge of a ring turns the same way (all cross
+    products (p_i - c) x (p_i+1 - c) strictly of one sign, zero-length edges aside)
+    and the ring winds around c exactly once, then the edges occupy disjoint angular
+    sectors that tile the full turn: non-adjacent edges cannot meet, no edge passes
+    through c, so the ring is simple with positive area, i.e. a valid polygon. The
+    converse does not hold (a ring not star-shaped around c may be valid), so a ring
+    that fails goes on to the next centre or to shapely. The sign threshold ``eps`` is
+    far above float rounding (relative 1e-10 of the ring's size and position), so a
+    near-degenerate ring is sent to shapely rather than wrongly passed.
+
+    Winding once: with all turns positive, the ring crosses the horizontal line
+    through c upwards exactly once per turn (counted half-open, so a vertex on the
+    line counts once); the same holds for all turns negative.
+
+    Returns (proven, twice the signed area, area-centroid x, area-centroid y) per ring.
+    """
+    ring = seg.owner()
+    dx = x - cx[ring]
+    dy = y - cy[ring]
+    dxn = seg.next_of(dx)
+    dyn = seg.next_of(dy)
+    cross = dx * dyn
+    cross -= dxn * dy
+    eps = (1e-10 * span * (span + np.abs(cx) + np.abs(cy) + 1.0))[ring]
+    zero_edge = (dx == dxn) & (dy == dyn)
+    pos = (cross > eps) | zero_edge
+    neg = (cross < -eps) | zero_edge
+    up = (dy < 0) & (dyn >= 0)
+    winds = seg.reduce(np.add, up.view(np.int8), 0, dtype=np.int64)
+    one_sign = seg.reduce(np.logical_and, pos, False) | seg.reduce(np.logical_and, neg, False)
+    area2 = seg.reduce(np.add, cross, 0.0)
+    dx += dxn
+    dx *= cross
+    dy += dyn
+    dy *= cross
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gx = cx + seg.reduce(np.add, dx, 0.0) / (3.0 * area2)
+        gy = cy + seg.reduce(np.add, dy, 0.0) / (3.0 * area2)
+    proven = one_sign & (winds == 1) & (seg.counts >= 3)
+    return proven, area2, gx, gy
+
+
+@dataclass
+class _RingFigures:
+    """Per-ring figures of one chunk of rings (all computed vectorised)."""
+
+    finite: B
+    area: F64  # absolute area, shoelace
+    x0: F64
+    y0: F64
+    x1: F64
+    y1: F64
+    proven: B
+
+
+def _ring_figures(x: F64, y: F64, cnt: I64) -> _RingFigures:
+    """Finiteness, bounds, area and the star test (up to three centres) for consecutive rings."""
+    seg = _Segments(cnt)
+    fin_pt = np.isfinite(x) & np.isfinite(y)
+    finite = seg.reduce(np.logical_and, fin_pt, True)
+    x0 = seg.reduce(np.minimum, x, np.nan)
+    x1 = seg.reduce(np.maximum, x, np.nan)
+    y0 = seg.reduce(np.minimum, y, np.nan)
+    y1 = seg.reduce(np.maximum, y, np.nan)
+    span = np.maximum(x1 - x0, y1 - y0)
+    safe = np.maximum(cnt, 1)
+    cx = seg.reduce(np.add, x, 0.0) / safe
+    cy = seg.reduce(np.add, y, 0.0) / safe
+    proven, area2, gx, gy = _star_test(x, y, seg, cx, cy, span)
+    proven &= finite
+    # Concave rings whose vertex mean lies outside their kernel get two more chances,
+    # on the unproven rings only: around the area centroid, then the box centre.
+    for ccx, ccy in ((gx, gy), ((x0 + x1) / 2, (y0 + y1) / 2)):
+        retry = np.flatnonzero(~proven & finite & (cnt >= 3) & np.isfinite(ccx) & np.isfinite(ccy))
+        if retry.size == 0:
+            break
+        idx = _gather_segments(seg.starts[retry], cnt[retry])
+        p2, _, _, _ = _star_test(x[idx], y[idx], _Segments(cnt[retry]), ccx[retry], ccy[retry], span[retry])
+        proven[retry] = p2
+    return _RingFigures(finite=finite, area=np.abs(area2) / 2.0, x0=x0, y0=y0, x1=x1, y1=y1, proven=proven)
+
+
+def _chunks(pt_offsets: I64, limit: int) -> Iterator[tuple[int, int]]:
+    """Ring ranges [a, b) holding about ``limit`` points each (at least one ring)."""
+    r = pt_offsets.shape[0] - 1
+    a = 0
+    while a < r:
+        b = int(np.searchsorted(pt_offsets, pt_offsets[a] + limit, side="right")) - 1
+        b = min(max(b, a + 1), r)
+        yield a, b
+        a = b
+
+
+@dataclass
+class _Segs:
+    """Per-annotation segmentation figures for the consistency checks."""
+
+    has_extent: B
+    x0: F64
+    y0: F64
+    x1: F64
+    y1: F64
+    area_ok: B  # computed area is meaningful (no defective ring / decodable mask)
+    area: F64
+    multipart: B
+
+
+def _check_polygons(batch: Batch, cfg: _Config, width: F64, height: F64, out: _Collector) -> tuple[_Segs, dict[str, int]]:
+    ann = batch.annotations
+    n = len(ann)
+    aro = ann.ann_ring_offsets.astype(np.int64)
+    ro = ann.ring_offsets.astype(np.int64)
+    n_rings_ann = np.diff(aro)
+    # Rings of annotations that are not polygons (if a reader left any) are ignored.
+    ring_ann = np.repeat(np.arange(n, dtype=np.int64), n_rings_ann)
+    use_ring = ann.seg_kind[ring_ann] == SEG_POLYGON
+    ncoord = np.diff(ro)
+    r_total = ncoord.shape[0]
+
+    odd = (ncoord % 2 == 1) & use_ring
+    even = ~odd & use_ring
+    xy = ann.poly_xy
+    # Points of the even rings, as (x, y) views when every ring is even (the normal case).
+    if not odd.any() and xy.size % 2 == 0 and np.all(ro % 2 == 0):
+        pts = xy.reshape(-1, 2)
+        pt_off = ro // 2
+        ring_rows = np.arange(r_total)
+    else:
+        keep = np.flatnonzero(~odd)
+        idx = _gather_segments(ro[keep], ncoord[keep])
+        pts = xy[idx].reshape(-1, 2)
+        pt_off = np.concatenate([[0], np.cumsum(ncoord[keep] // 2)]).astype(np.int64)
+        ring_rows = keep
+    cnt_all = np.diff(pt_off)
+
+    finite = np.ones(r_total, bool)
+    area = np.zeros(r_total)
+    bx0 = np.full(r_total, np.nan)
+    by0 = np.full(r_total, np.nan)
+    bx1 = np.full(r_total, np.nan)
+    by1 = np.full(r_total, np.nan)
+    proven = np.zeros(r_total, bool)
+    for a, b in _chunks(pt_off, _CHUNK_POINTS):
+        p0, p1 = int(pt_off[a]), int(pt_off[b])
+        f = _ring_figures(pts[p0:p1, 0], pts[p0:p1, 1], cnt_all[a:b])
+        rr = ring_rows[a:b]
+        finite[rr] = f.finite
+        area[rr] = f.area
+        bx0[rr], by0[rr], bx1[rr], by1[rr] = f.x0, f.y0, f.x1, f.y1
+        proven[rr] = f.proven
+
+    npts = np.zeros(r_total, np.int64)
+    npts[ring_rows] = cnt_all
+    nonfinite = even & ~finite
+    few = even & finite & (npts < 3)
+    # Rings GEOS must judge: the star test did not prove them and they are well-formed.
+    to_geos = even & finite & (npts >= 3) & ~proven
+    reason = np.full(r_total, "", dtype=object)
+    zero = np.zeros(r_total, bool)
+    n_unique = npts.copy()
+    sel = np.flatnonzero(to_geos)
+    if sel.size:
+        pos = np.searchsorted(ring_rows, sel)  # rows of sel within pts/pt_off
+        idx = _gather_segments(pt_off[pos], cnt_all[pos])
+        owner = np.repeat(np.arange(sel.size), cnt_all[pos])
+        rings = shapely.linearrings(pts[idx], indices=owner)
+        n_unique[sel] = shapely.get_num_coordinates(shapely.extract_unique_points(rings))
+        hull = shapely.area(shapely.convex_hull(rings))
+        span = np.maximum(bx1[sel] - bx0[sel], by1[sel] - by0[sel])
+        degenerate = hull <= 1e-12 * span * span
+        few[sel] |= n_unique[sel] < 3
+        zero[sel] = degenerate & (n_unique[sel] >= 3)
+        check = ~degenerate & (n_unique[sel] >= 3)
+        reasons = shapely.is_valid_reason(shapely.polygons(rings[check]))
+        r_sel = sel[check]
+        reason[r_sel] = reasons
+        invalid_mask = reasons != "Valid Geometry"
+        invalid_rows = r_sel[invalid_mask]
+    else:
+        invalid_rows = np.empty(0, np.int64)
+    invalid = np.zeros(r_total, bool)
+    invalid[invalid_rows] = True
+
+    def ring_finding(rule: str, mask: B, describe: Callable[[int], str], value: Callable[[int], float] | None) -> None:
+        rings_bad = np.flatnonzero(mask)
+        if rings_bad.size == 0:
+            return
+        owners, first = np.unique(ring_ann[rings_bad], return_index=True)
+        n_bad = np.bincount(ring_ann[rings_bad], minlength=n)
+        msgs: list[str] = []
+        vals: list[float] = []
+        for a_row, k in zip(owners, first, strict=True):
+            r = int(rings_bad[k])
+            ring_no = r - int(aro[a_row])
+            where = f"ring {ring_no + 1} of {int(n_rings_ann[a_row])}" if n_rings_ann[a_row] > 1 else "polygon"
+            more = f" (and {int(n_bad[a_row]) - 1} more ring(s))" if n_bad[a_row] > 1 else ""
+            msgs.append(f"{where}: {describe(r)}{more}")
+            if value is not None:
+                vals.append(value(r))
+        out.add(rule, owners, msgs, vals if value is not None else None)
+
+    ring_finding("polygon_odd_coordinates", odd, lambda r: f"{int(ncoord[r])} coordinates, an odd count (x, y pairs expected)", lambda r: float(ncoord[r]))
+    ring_finding("polygon_nonfinite", nonfinite, lambda r: "has a non-finite coordinate", None)
+    ring_finding("polygon_too_few_points", few, lambda r: f"{int(n_unique[r])} distinct point(s), at least 3 needed", lambda r: float(n_unique[r]))
+    ring_finding("polygon_zero_area", zero, lambda r: f"area {_fmt(area[r])}: all {int(n_unique[r])} points are collinear", lambda r: float(area[r]))
+    ring_finding("polygon_invalid", invalid, lambda r: f"invalid ring: {reason[r]}", None)
+
+    # Per annotation: extent over its usable rings (finite, even, non-empty).
+    usable = even & finite & (npts > 0)
+    defective = odd | nonfinite | few | zero | invalid
+    n_usable = np.bincount(ring_ann[usable], minlength=n)
+    n_defect = np.bincount(ring_ann[defective], minlength=n)
+
+    def per_ann(vals: F64, fn: np.ufunc, empty: float) -> F64:
+        v = np.where(usable, vals, empty)
+        return _seg_reduce(fn, v, n_rings_ann, empty)
+
+    ax0 = per_ann(bx0, np.minimum, np.inf)
+    ay0 = per_ann(by0, np.minimum, np.inf)
+    ax1 = per_ann(bx1, np.maximum, -np.inf)
+    ay1 = per_ann(by1, np.maximum, -np.inf)
+    ann_area = _seg_reduce(np.add, np.where(usable, area, 0.0), n_rings_ann, 0.0)
+    is_poly = ann.seg_kind == SEG_POLYGON
+    has_extent = is_poly & (n_usable > 0)
+    area_ok = is_poly & (n_rings_ann > 0) & (n_defect == 0)
+
+    over, bad = _outside(ax0, ay0, ax1, ay1, width, height, cfg.border_tol)
+    bad &= has_extent
+    rows = np.flatnonzero(bad)
+    out.add(
+        "polygon_outside_image",
+        rows,
+        [_outside_message("polygon", over[i], ax0[i], ay0[i], ax1[i], ay1[i], width[i], height[i], cfg.border_tol) for i in rows],
+        [float(over[i].max()) for i in rows],
+    )
+    segs = _Segs(
+        has_extent=has_extent,
+        x0=ax0,
+        y0=ay0,
+        x1=ax1,
+        y1=ay1,
+        area_ok=area_ok,
+        area=ann_area,
+        multipart=is_poly & (n_rings_ann > 1),
+    )
+    stats = {
+        "polygons": int(is_poly.sum()),
+        "polygon_rings": int(use_ring.sum()),
+        "rings_proven_by_star_test": int(proven.sum()),
+        "rings_validated_by_shapely": int(sel.size),
+    }
+    return segs, stats
+
+
+def _union_areas(batch: Batch, rows: I64) -> F64:
+    """Area of the union of each listed annotation's rings (parts), with shapely.
+
+    Called only for multi-part annotations whose area field disagrees with the sum
+    of their parts: overlapping parts are where sum and union differ.
+    """
+    ann = batch.annotations
+    aro = ann.ann_ring_offsets.astype(np.int64)
+    ro = ann.ring_offsets.astype(np.int64)
+    ring_idx = _gather_segments(aro[rows], np.diff(aro)[rows])
+    owner = np.repeat(np.arange(rows.size), np.diff(aro)[rows])
+    coord_idx = _gather_segments(ro[ring_idx], np.diff(ro)[ring_idx])
+    pts = ann.poly_xy[coord_idx].reshape(-1, 2)
+    ring_of_pt = np.repeat(np.arange(ring_idx.size), np.diff(ro)[ring_idx] // 2)
+    polys = shapely.polygons(shapely.linearrings(pts, indices=ring_of_pt))
+    multi = shapely.multipolygons(polys, indices=owner)
+    # buffer(0) dissolves overlapping parts of a MultiPolygon into their union.
+    return np.asarray(shapely.area(shapely.buffer(multi, 0)), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- RLE masks
+
+
+def _rle_string_counts(s: str | bytes) -> I64 | None:
+    """Decode COCO's compressed RLE string (pycocotools ``rleFrString``) with numpy.
+
+    Each count is a little-endian sequence of 5-bit groups (chars 48..111), bit 0x20
+    meaning "more follows" and bit 0x10 of the last group the sign; from the third
+    count on, each is stored as a difference to the count two places before. Returns
+    None for anything pycocotools would misread (bad characters, a truncated count,
+    absurdly long counts), so it is never handed to C code.
+    """
+    b = np.frombuffer(s.encode("ascii", "replace") if isinstance(s, str) else bytes(s), dtype=np.uint8)
+    if b.size == 0:
+        return np.empty(0, np.int64)
+    if (b < 48).any() or (b > 111).any():
+        return None
+    v = b.astype(np.int64) - 48
+    more = (v & 0x20) != 0
+    if more[-1]:
+        return None
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    glen = ends - starts + 1
+    if glen.max() > 12:
+        return None
+    pos = np.arange(v.size) - np.repeat(starts, glen)
+    vals = np.add.reduceat((v & 0x1F) << (5 * pos), starts)
+    neg = (v[ends] & 0x10) != 0
+    vals = vals - np.where(neg, np.left_shift(1, 5 * glen), 0)
+    # delta coding: counts[m] += counts[m - 2] for m > 2
+    out = vals.copy()
+    out[1::2] = np.cumsum(vals[1::2])
+    if out.size > 2:
+        out[2::2] = np.cumsum(vals[2::2])
+    return out
+
+
+def _rle_validate(rle: Any) -> tuple[tuple[int, int] | None, I64 | None, str]:
+    """(size, counts, problem) of an RLE dict; problem is "" when it can be decoded safely."""
+    if not isinstance(rle, Mapping):
+        return None, None, f"not an RLE object ({type(rle).__name__})"
+    size = rle.get("size")
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() and v >= 0 for v in size)
+    ):
+        return None, None, f"size {size!r} is not [height, width]"
+    h, w = int(size[0]), int(size[1])
+    counts = rle.get("counts")
+    arr: I64 | None
+    if isinstance(counts, (str, bytes)):
+        arr = _rle_string_counts(counts)
+        if arr is None:
+            return (h, w), None, "compressed counts string is malformed"
+    elif isinstance(counts, (list, tuple)):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() for v in counts):
+            return (h, w), None, "counts contain a non-integer"
+        arr = np.asarray(counts, dtype=np.int64) if counts else np.empty(0, np.int64)
+    else:
+        return (h, w), None, f"counts of type {type(counts).__name__}"
+    if (arr < 0).any():
+        return (h, w), None, "counts contain a negative run length"
+    total = int(arr.sum())
+    if total != h * w:
+        return (h, w), None, f"counts sum to {total} pixels, size {h}x{w} has {h * w}"
+    return (h, w), arr, ""
+
+
+def _check_rle(batch: Batch, width: F64, height: F64, out: _Collector, segs: _Segs) -> int:
+    """RLE mask defects; fills the mask extent and area into ``segs``. Returns masks examined."""
+    from pycocotools import mask as mask_utils
+
+    ann = batch.annotations
+    rows = np.flatnonzero(ann.seg_kind == SEG_RLE)
+    undecodable: list[tuple[int, str]] = []
+    good_rows: list[int] = []
+    good_rles: list[dict[str, Any]] = []
+    sizes: list[tuple[int, int]] = []
+    for i in rows:
+        rle = ann.rle[i]
+        size, counts, problem = _rle_validate(rle)
+        if problem or size is None or counts is None:
+            undecodable.append((int(i), problem))
+            continue
+        good_rows.append(int(i))
+        sizes.append(size)
+        if isinstance(rle["counts"], (list, tuple)):
+            enc = mask_utils.frPyObjects({"size": list(size), "counts": [int(c) for c in counts]}, size[0], size[1])
+        else:
+            c = rle["counts"]
+            enc = {"size": list(size), "counts": c.encode("ascii") if isinstance(c, str) else bytes(c)}
+        good_rles.append(enc)
+    out.add(
+        "rle_undecodable",
+        np.array([r for r, _ in undecodable], np.int64),
+        [f"RLE mask cannot be decoded: {p}" for _, p in undecodable],
+    )
+    if not good_rows:
+        return int(rows.size)
+    g = np.array(good_rows, np.int64)
+    hw = np.array(sizes, np.float64).reshape(-1, 2)
+    areas = np.asarray(mask_utils.area(good_rles), np.float64).reshape(-1)
+    boxes = np.asarray(mask_utils.toBbox(good_rles), np.float64).reshape(-1, 4)
+
+    mism = (hw[:, 0] != height[g]) | (hw[:, 1] != width[g])
+    mism &= np.isfinite(height[g]) & np.isfinite(width[g])
+    k = np.flatnonzero(mism)
+    out.add(
+        "rle_size_mismatch",
+        g[k],
+        [f"mask size {int(hw[j, 0])}x{int(hw[j, 1])} (h x w) differs from the image's {_fmt(height[g[j]])}x{_fmt(width[g[j]])}" for j in k],
+        [float(abs(hw[j, 0] - height[g[j]]) + abs(hw[j, 1] - width[g[j]])) for j in k],
+    )
+    empty = areas == 0
+    k = np.flatnonzero(empty)
+    out.add("rle_empty", g[k], ["RLE mask has no foreground pixel (area 0)" for _ in k], [0.0 for _ in k])
+
+    nonempty = ~empty
+    gi = g[nonempty]
+    segs.has_extent[gi] = True
+    segs.x0[gi] = boxes[nonempty, 0]
+    segs.y0[gi] = boxes[nonempty, 1]
+    segs.x1[gi] = boxes[nonempty, 0] + boxes[nonempty, 2]
+    segs.y1[gi] = boxes[nonempty, 1] + boxes[nonempty, 3]
+    segs.area_ok[gi] = True
+    segs.area[gi] = areas[nonempty]
+    return int(rows.size)
+
+
+# --------------------------------------------------------------------------- consistency
+
+
+def _check_consistency(batch: Batch, cfg: _Config, boxes: _Boxes, segs: _Segs, out: _Collector) -> None:
+    """Box vs segmentation extent, and the ``area`` field vs the computed area."""
+    ann = batch.annotations
+    both = boxes.valid & segs.has_extent
+    dev = np.stack(
+        [boxes.x0 - segs.x0, boxes.y0 - segs.y0, boxes.x1 - segs.x1, boxes.y1 - segs.y1], axis=1
+    )
+    with np.errstate(invalid="ignore"):
+        worst = np.where(both, np.abs(dev).max(axis=1), 0.0)
+    rows = np.flatnonzero(both & (worst > cfg.box_seg_tol))
+    names = ("left (x)", "top (y)", "right (x+w)", "bottom (y+h)")
+    box_e = np.stack([boxes.x0, boxes.y0, boxes.x1, boxes.y1], axis=1)
+    seg_e = np.stack([segs.x0, segs.y0, segs.x1, segs.y1], axis=1)
+    msgs = []
+    for i in rows:
+        k = int(np.argmax(np.abs(dev[i])))
+        msgs.append(
+            f"box {names[k]} edge {_fmt(box_e[i, k])} vs segmentation extent {_fmt(seg_e[i, k])}: "
+            f"off by {_fmt(abs(dev[i, k]))} px (tolerance {_fmt(cfg.box_seg_tol)} px)"
+        )
+    out.add("box_segmentation_mismatch", rows, msgs, [float(worst[i]) for i in rows])
+
+    # The area to compare with: the segmentation's, else (no segmentation) the box's.
+    computed = np.where(segs.area_ok, segs.area, np.nan)
+    no_seg = ~segs.area_ok & ~segs.has_extent & (ann.seg_kind != SEG_POLYGON) & (ann.seg_kind != SEG_RLE)
+    bw = boxes.x1 - boxes.x0
+    bh = boxes.y1 - boxes.y0
+    computed = np.where(no_seg & boxes.valid, bw * bh, computed)
+    field = ann.area
+    tol = np.where(ann.iscrowd, cfg.crowd_area_tol, cfg.area_tol)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = np.abs(field - computed)
+        cand = np.isfinite(field) & np.isfinite(computed) & (computed > 0) & (diff > tol * computed + _AREA_SLACK)
+    rows = np.flatnonzero(cand)
+    union = np.full(rows.size, np.nan)
+    mp = rows[segs.multipart[rows]]
+    if mp.size:
+        u = _union_areas(batch, mp)
+        union[np.searchsorted(rows, mp)] = u
+    with np.errstate(invalid="ignore"):
+        union_ok = np.abs(field[rows] - union) <= tol[rows] * union + _AREA_SLACK
+    rows_bad = rows[~union_ok]
+    union_bad = union[~union_ok]
+    msgs = []
+    vals = []
+    for i, u in zip(rows_bad, union_bad, strict=True):
+        rel = (field[i] - computed[i]) / computed[i]
+        what = "sum of its parts" if segs.multipart[i] else ("mask pixel count" if ann.seg_kind[i] == SEG_RLE else ("polygon area" if segs.area_ok[i] else "box area"))
+        extra = f", union of parts {_fmt(u)}" if np.isfinite(u) else ""
+        msgs.append(
+            f"area field {_fmt(field[i])} vs {what} {_fmt(computed[i])}{extra}: {rel:+.1%} "
+            f"(tolerance {tol[i]:.0%})"
+        )
+        vals.append(float(rel))
+    out.add("area_mismatch", rows_bad, msgs, vals)
+
+
+# --------------------------------------------------------------------------- keypoints
+
+
+def _check_keypoints(batch: Batch, cfg: _Config, boxes: _Boxes, width: F64, height: F64, out: _Collector) -> int:
+    ann = batch.annotations
+    n = len(ann)
+    nkp = np.diff(ann.kp_offsets.astype(np.int64))
+    kp = ann.keypoints.reshape(-1, 3)
+    declared = np.array([len(k) for k in batch.categories.keypoints] + [0], np.int64)
+    k_cat = declared[np.where(ann.category >= 0, ann.category, len(declared) - 1)]
+    kp_names = batch.categories.keypoints
+
+    def kp_name(i: int, j: int) -> str:
+        c = int(ann.category[i])
+        names = kp_names[c] if 0 <= c < len(kp_names) else ()
+        return f"keypoint {j + 1}" + (f" ({names[j]})" if j < len(names) else "")
+
+    # Categories that declare no keypoint names are not checked for count: readers
+    # cannot tell an absent list from an empty one.
+    wrong_len = (nkp > 0) & (k_cat > 0) & (nkp != k_cat)
+    rows = np.flatnonzero(wrong_len)
+    out.add(
+        "keypoints_count_mismatch",
+        rows,
+        [f"{int(nkp[i])} keypoints ({3 * int(nkp[i])} values), category declares {int(k_cat[i])}" for i in rows],
+        [float(nkp[i]) for i in rows],
+    )
+
+    owner = np.repeat(np.arange(n, dtype=np.int64), nkp)
+    first_pt = ann.kp_offsets[:-1].astype(np.int64)
+    x, y, v = kp[:, 0], kp[:, 1], kp[:, 2]
+    bad_v = ~np.isin(v, (0.0, 1.0, 2.0))
+
+    def per_point(rule: str, mask: B, describe: Callable[[int, int], str], value: Callable[[int], float]) -> None:
+        pts = np.flatnonzero(mask)
+        if pts.size == 0:
+            return
+        owners, first = np.unique(owner[pts], return_index=True)
+        n_bad = np.bincount(owner[pts], minlength=n)
+        msgs = []
+        vals = []
+        for a_row, k in zip(owners, first, strict=True):
+            p = int(pts[k])
+            more = f" (and {int(n_bad[a_row]) - 1} more)" if n_bad[a_row] > 1 else ""
+            msgs.append(describe(int(a_row), p) + more)
+            vals.append(value(p))
+        out.add(rule, owners, msgs, vals)
+
+    per_point(
+        "keypoint_visibility_invalid",
+        bad_v,
+        lambda i, p: f"{kp_name(i, p - int(first_pt[i]))} has visibility {_fmt(v[p])}, expected 0, 1 or 2",
+        lambda p: float(v[p]),
+    )
+    labelled = (v == 1.0) | (v == 2.0)
+    w_pt = width[ann.image[owner]] if n else np.empty(0)
+    h_pt = height[ann.image[owner]] if n else np.empty(0)
+    w_pt = np.where(ann.image[owner] >= 0, w_pt, np.nan)
+    h_pt = np.where(ann.image[owner] >= 0, h_pt, np.nan)
+    tol = cfg.border_tol
+    with np.errstate(invalid="ignore"):
+        over_img = np.maximum.reduce([-x - tol, -y - tol, x - w_pt - tol, y - h_pt - tol])
+        outside_img = labelled & ((over_img > 0) | ~np.isfinite(x) | ~np.isfinite(y))
+    per_point(
+        "keypoint_outside_image",
+        outside_img,
+        lambda i, p: f"{kp_name(i, p - int(first_pt[i]))} at ({_fmt(x[p])}, {_fmt(y[p])}) is outside the "
+        f"{_fmt(w_pt[p])}x{_fmt(h_pt[p])} image by {_fmt(over_img[p] + tol)} px (tolerance {_fmt(tol)} px)",
+        lambda p: float(over_img[p] + tol),
+    )
+
+    bx_ok = boxes.valid[owner]
+    with np.errstate(invalid="ignore"):
+        dist = np.maximum.reduce(
+            [boxes.x0[owner] - x, x - boxes.x1[owner], boxes.y0[owner] - y, y - boxes.y1[owner], np.zeros_like(x)]
+        )
+        allowed = cfg.kp_box_tol * np.maximum(boxes.x1 - boxes.x0, boxes.y1 - boxes.y0)[owner]
+        outside_box = labelled & bx_ok & ~outside_img & (dist > allowed)
+    per_point(
+        "keypoint_outside_box",
+        outside_box,
+        lambda i, p: f"{kp_name(i, p - int(first_pt[i]))} at ({_fmt(x[p])}, {_fmt(y[p])}) is {_fmt(dist[p])} px "
+        f"outside the box (tolerance {_fmt(allowed[p])} px = {cfg.kp_box_tol:g} x its longer side)",
+        lambda p: float(dist[p]),
+    )
+
+    n_lab = np.bincount(owner[labelled], minlength=n)
+    nk = ann.num_keypoints.astype(np.int64)
+    mism = (nk >= 0) & (nk != n_lab) & ~wrong_len
+    rows = np.flatnonzero(mism)
+    out.add(
+        "num_keypoints_mismatch",
+        rows,
+        [f"num_keypoints is {int(nk[i])} but {int(n_lab[i])} keypoint(s) are labelled (v > 0)" for i in rows],
+        [float(nk[i] - n_lab[i]) for i in rows],
+    )
+    return int((nkp > 0).sum())
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def _check_duplicates(batch: Batch, cfg: _Config, boxes: _Boxes, out: _Collector) -> None:
+    """Same image, same class, same crowd flag, box IoU >= ``duplicate_iou``.
+
+    Sorted by (image, class, crowd, x0), a box j after i can only reach IoU >= t with
+    i if x0_j - x0_i <= (1 - t) * w_i (the horizontal overlap must be at least t * w_i).
+    So each box is compared with its next neighbours in sort order, one offset k at a
+    time for all boxes at once, until no box has a candidate left: the work is
+    proportional to the number of near pairs, never quadratic over the batch.
+    """
+    ann = batch.annotations
+    ok = np.flatnonzero(boxes.valid & (ann.image >= 0) & (ann.category >= 0))
+    if ok.size < 2:
+        return
+    t = cfg.dup_iou
+    order = ok[np.lexsort((boxes.x0[ok], ann.iscrowd[ok], ann.category[ok], ann.image[ok]))]
+    img = ann.image[order]
+    cat = ann.category[order]
+    crowd = ann.iscrowd[order]
+    x0, y0, x1, y1 = boxes.x0[order], boxes.y0[order], boxes.x1[order], boxes.y1[order]
+    area = (x1 - x0) * (y1 - y0)
+    reach = x0 + (1.0 - t) * (x1 - x0)
+    m = order.size
+    active = np.arange(m - 1)
+    pair_i: list[I64] = []
+    pair_j: list[I64] = []
+    ious: list[F64] = []
+    k = 1
+    while active.size:
+        j = active + k
+        keep = j < m
+        active, j = active[keep], j[keep]
+        same = (img[j] == img[active]) & (cat[j] == cat[active]) & (crowd[j] == crowd[active]) & (x0[j] <= reach[active])
+        active, j = active[same], j[same]
+        if active.size == 0:
+            break
+        iw = np.minimum(x1[active], x1[j]) - np.maximum(x0[active], x0[j])
+        ih = np.minimum(y1[active], y1[j]) - np.maximum(y0[active], y0[j])
+        inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+        iou = inter / (area[active] + area[j] - inter)
+        hit = iou >= t
+        pair_i.append(active[hit])
+        pair_j.append(j[hit])
+        ious.append(iou[hit])
+        k += 1
+    if not pair_i:
+        return
+    pi = order[np.concatenate(pair_i)]
+    pj = order[np.concatenate(pair_j)]
+    pv = np.concatenate(ious)
+    # Report the later row of each pair (the earlier one is the "original"), once.
+    later = np.maximum(pi, pj)
+    earlier = np.minimum(pi, pj)
+    srt = np.lexsort((earlier, later))
+    later, earlier, pv = later[srt], earlier[srt], pv[srt]
+    rows, first = np.unique(later, return_index=True)
+    out.add(
+        "duplicate_object",
+        rows,
+        [f"duplicates annotation {int(ann.id[earlier[k]])} (same class, box IoU {pv[k]:.3f} >= {t:g})" for k in first],
+        [float(pv[k]) for k in first],
+    )
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+def run(batch: Batch, ctx: GateContext) -> GateResult:
+    """Check every annotation's geometry; fail when a count or rate threshold is exceeded."""
+    cfg = _Config.from_section(ctx.section or {}, batch)
+    ann = batch.annotations
+    n = len(ann)
+    out = _Collector(batch)
+    img = ann.image.astype(np.int64)
+    has_img = img >= 0
+    safe_img = np.where(has_img, img, 0)
+    iw = batch.images.width.astype(np.float64)
+    ih = batch.images.height.astype(np.float64)
+    sized = np.isfinite(iw) & np.isfinite(ih) & (iw > 0) & (ih > 0)
+    width = np.full(n, np.nan)
+    height = np.full(n, np.nan)
+    if len(batch.images):
+        known = has_img & sized[safe_img]
+        width[known] = iw[safe_img[known]]
+        height[known] = ih[safe_img[known]]
+
+    boxes = _check_boxes(batch, cfg, width, height, out)
+    segs, poly_stats = _check_polygons(batch, cfg, width, height, out)
+    n_rle = _check_rle(batch, width, height, out, segs)
+    _check_consistency(batch, cfg, boxes, segs, out)
+    n_kp = _check_keypoints(batch, cfg, boxes, width, height, out)
+    _check_duplicates(batch, cfg, boxes, out)
+
+    findings = apply_severity(out.findings, cfg.thresholds)
+    findings.sort(key=lambda f: (f.file, f.line or 0, f.annotation_id or 0, _RULE_ORDER.get(f.rule, 99)))
+    cats = batch.categories
+    per_cat = np.bincount(ann.category[ann.category >= 0], minlength=len(cats)) if n else np.zeros(len(cats), np.int64)
+    class_population: dict[str, int] = {}
+    for k in range(len(cats)):
+        name = str(cats.name[k])
+        class_population[name] = class_population.get(name, 0) + int(per_cat[k])
+    checks = error_type_checks(findings=findings, population=n, cfg=cfg.thresholds, class_population=class_population)
+    counts = {r: 0 for r in RULES}
+    for f in findings:
+        counts[f.rule] = counts.get(f.rule, 0) + 1
+    metrics: dict[str, Any] = {
+        "annotations": n,
+        "boxes": int((~np.isnan(ann.bbox.reshape(-1, 4)).all(axis=1)).sum()),
+        **poly_stats,
+        "rle_masks": n_rle,
+        "keypoint_annotations": n_kp,
+        "images_without_size": int((~sized).sum()),
+        "findings": len(findings),
+        "findings_by_type": {r: c for r, c in counts.items() if c},
+    }
+    return GateResult.from_checks(gate=GATE_NAME, population=n, checks=checks, findings=findings, metrics=metrics)
+
+
+GATE = Gate(
+    name=GATE_NAME,
+    run=run,
+    rules_schema=RULES_SCHEMA,
+    description=(
+        "Shapes that cannot be right: non-finite, empty, tiny or out-of-image boxes; odd, degenerate, "
+        "self-intersecting or out-of-image polygons; undecodable, empty or wrong-size RLE masks; "
+        "box/segmentation/area inconsistencies; bad keypoints; duplicate objects."
+    ),
+    order=20,
+)

@@ -1,0 +1,398 @@
+"""The golden-set gate: compare a batch's honeypot images with their known truth.
+
+Why: a batch can look valid (schema, geometry) and still be wrong. Honeypot images
+whose truth is known (a *golden file*) measure how wrong, per class and overall,
+with the same one-to-one matching COCOeval uses (:mod:`annogate.matching`).
+
+Rules, ``[tool.annogate.golden]`` (``additionalProperties: false``)::
+
+    file = "golden/honeypots.json"   # relative to the rules file; or top-level `golden = "..."`
+    iou_type = "bbox"                # bbox | segm | keypoints
+    iou = 0.5                        # match threshold (IoU, or OKS for keypoints)
+    max_dets = 100                   # per image and class, as COCOeval
+    oks_sigmas = [...]               # keypoints; COCO's 17 sigmas by default
+    min_object_iou = 0.75            # optional: matched pairs below -> `low_iou` warnings
+    min_precision = 0.9              # thresholds, all optional, overall ...
+    min_recall = 0.9
+    min_accuracy = 0.85
+    min_mean_iou = 0.7
+    max_drift = 0.03                 # |mean signed edge offset| / golden box size, per edge
+    max_extra = 10                   # counts
+    max_missing = 10
+    max_mislabelled = 10
+    per_class = { person = { min_recall = 0.95, max_drift = 0.02 } }   # ... and per class
+
+Definitions (``tp`` = same-class matches; a *mislabelled* pair is a class-agnostic
+match: right place, wrong class; ignored crowd regions and what they absorb count
+nowhere):
+
+* precision = tp / batch objects (tp + extra + mislabelled); recall = tp / golden
+  objects (tp + missing + mislabelled); accuracy = tp / (tp + mislabelled + missing
+  + extra). Per class, an object counts for its golden class (recall, missing) or
+  its batch class (precision, extra); a mislabelled pair counts against both.
+* mean IoU: over all matched pairs (mislabelled included: their geometry is judged
+  too). Per class by golden class.
+* boundary drift: for each matched pair and each box edge, the signed offset of the
+  batch edge from the golden edge, divided by the golden box width (left, right) or
+  height (top, bottom); positive = right / down. Its mean and 95% t-interval show a
+  systematic shift (boxes drawn 3% too wide) that per-object IoU hides. A check
+  ``drift.<edge>`` compares |mean| with ``max_drift``.
+
+Findings: ``extra`` (batch object with no golden counterpart), ``mislabelled``
+(batch object, message names the golden class), ``missing`` (points at the golden
+file's annotation), and ``low_iou`` warnings. The match is cached in
+``ctx.cache`` (see :func:`golden_match`) so the confusion gate reuses it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_rows
+from annogate.gates import Gate, GateContext
+from annogate.matching import MatchResult, MatchSettings, Status, match
+from annogate.model import Batch
+
+__all__ = [
+    "EDGES",
+    "GATE",
+    "MATCH_SCHEMA",
+    "RULES_SCHEMA",
+    "GoldenMatch",
+    "drift_stats",
+    "golden_match",
+    "match_settings",
+]
+
+EDGES = ("left", "top", "right", "bottom")
+
+#: Keys that choose the golden file and how to match; the confusion gate accepts them too.
+MATCH_SCHEMA: dict[str, Any] = {
+    "file": {"type": "string", "minLength": 1, "description": "Golden file, relative to the rules file."},
+    "iou_type": {"enum": ["bbox", "segm", "keypoints"], "default": "bbox"},
+    "iou": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+    "max_dets": {"type": "integer", "minimum": 1, "default": 100},
+    "oks_sigmas": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1},
+}
+
+_RATE = {"type": "number", "minimum": 0, "maximum": 1}
+_COUNT = {"type": "integer", "minimum": 0}
+_LIMITS: dict[str, Any] = {
+    "min_precision": _RATE,
+    "min_recall": _RATE,
+    "min_accuracy": _RATE,
+    "min_mean_iou": _RATE,
+    "max_drift": {"type": "number", "minimum": 0},
+    "max_extra": _COUNT,
+    "max_missing": _COUNT,
+    "max_mislabelled": _COUNT,
+}
+
+RULES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Golden-set (honeypot) comparison: matching settings and thresholds, overall and per class.",
+    "additionalProperties": False,
+    "properties": {
+        **MATCH_SCHEMA,
+        "min_object_iou": {**_RATE, "description": "Matched pairs below this IoU become `low_iou` warnings."},
+        **_LIMITS,
+        "per_class": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "additionalProperties": False, "properties": _LIMITS},
+        },
+    },
+}
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class GoldenMatch:
+    """A batch matched with its golden file (what both gates read from the cache)."""
+
+    golden: Batch
+    golden_path: Path
+    result: MatchResult
+
+
+def match_settings(ctx: GateContext, section: Mapping[str, Any] | None = None) -> tuple[Path | None, MatchSettings]:
+    """The golden file and matching settings for a gate.
+
+    ``section`` (default ``ctx.section``) wins; missing keys come from the golden
+    section of the rules, and the file also from a top-level ``golden = "path"``.
+    """
+    own = dict(ctx.section if section is None else section)
+    top = ctx.rules.get("golden")
+    base: dict[str, Any] = dict(top) if isinstance(top, Mapping) else {}
+    if isinstance(top, str):
+        base["file"] = top
+    cfg = {**{k: v for k, v in base.items() if k in MATCH_SCHEMA}, **{k: v for k, v in own.items() if k in MATCH_SCHEMA}}
+    sig = cfg.get("oks_sigmas")
+    settings = MatchSettings(
+        iou_type=cfg.get("iou_type", "bbox"),
+        iou=float(cfg.get("iou", 0.5)),
+        max_dets=int(cfg.get("max_dets", 100)),
+        oks_sigmas=tuple(float(s) for s in sig) if sig else None,
+    )
+    f = cfg.get("file")
+    if not f:
+        return None, settings
+    p = Path(str(f))
+    return (p if p.is_absolute() else ctx.base_dir / p), settings
+
+
+def golden_match(batch: Batch, ctx: GateContext, section: Mapping[str, Any] | None = None) -> GoldenMatch | str:
+    """Match ``batch`` with its golden file, once per batch, file and settings.
+
+    Returns the match, or a string saying why there is none (no file configured,
+    unreadable file, no golden image in the batch) for a skipped/failed result.
+    Raises nothing for bad input: the reasons are messages.
+    """
+    path, settings = match_settings(ctx, section)
+    if path is None:
+        return "no golden file configured (set `file` in [tool.annogate.golden] or top-level `golden`)"
+    key = f"annogate.golden|{path}|{settings.key()}|{batch.path}|{batch.sha256}|{id(batch)}"
+    hit = ctx.cache.get(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    if not path.is_file():
+        return f"golden file not found: {path}"
+    try:
+        golden = ctx.load(path)
+    except Exception as e:  # an unreadable golden file is one failing item, never a crash
+        return f"cannot read golden file {path}: {e}"
+    try:
+        result = match(batch, golden, settings)
+    except ValueError as e:
+        return f"cannot match with {path}: {e}"
+    gm = GoldenMatch(golden=golden, golden_path=path, result=result)
+    ctx.cache[key] = gm
+    return gm
+
+
+# ---------------------------------------------------------------------------
+# metrics
+
+
+def _t975(df: int) -> float:
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, df))
+    except ImportError:  # pragma: no cover - scipy is a dependency; normal approximation otherwise
+        return 1.959963984540054
+
+
+def drift_stats(batch_box: npt.NDArray[np.float64], gold_box: npt.NDArray[np.float64]) -> dict[str, dict[str, float]]:
+    """Mean signed offset of each box edge relative to the golden box size, with a 95% t-interval.
+
+    ``[x, y, w, h]`` boxes of matched pairs, aligned. Offsets are (batch - golden)
+    edge positions / golden width (left, right) or height (top, bottom); pairs with
+    a non-positive or non-finite golden size are left out.
+    """
+    b = np.asarray(batch_box, np.float64).reshape(-1, 4)
+    g = np.asarray(gold_box, np.float64).reshape(-1, 4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        off = np.stack(
+            [
+                (b[:, 0] - g[:, 0]) / g[:, 2],
+                (b[:, 1] - g[:, 1]) / g[:, 3],
+                ((b[:, 0] + b[:, 2]) - (g[:, 0] + g[:, 2])) / g[:, 2],
+                ((b[:, 1] + b[:, 3]) - (g[:, 1] + g[:, 3])) / g[:, 3],
+            ],
+            1,
+        )
+    out: dict[str, dict[str, float]] = {}
+    for k, edge in enumerate(EDGES):
+        v = off[:, k]
+        v = v[np.isfinite(v)]
+        n = int(v.shape[0])
+        mean = float(v.mean()) if n else math.nan
+        if n >= 2:
+            half = _t975(n - 1) * float(v.std(ddof=1)) / math.sqrt(n)
+        else:
+            half = math.nan
+        out[edge] = {"mean": mean, "low": mean - half, "high": mean + half, "n": float(n)}
+    return out
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else math.nan
+
+
+def _scope_metrics(tp: int, mis_gold: int, mis_batch: int, missing: int, extra: int, ious: npt.NDArray[np.float64], drift: dict[str, dict[str, float]], *, mislabelled: int) -> dict[str, Any]:
+    return {
+        "tp": tp,
+        "mislabelled": mislabelled,
+        "mislabelled_golden": mis_gold,
+        "mislabelled_batch": mis_batch,
+        "missing": missing,
+        "extra": extra,
+        "golden_objects": tp + mis_gold + missing,
+        "batch_objects": tp + mis_batch + extra,
+        "precision": _ratio(tp, tp + extra + mis_batch),
+        "recall": _ratio(tp, tp + missing + mis_gold),
+        "accuracy": _ratio(tp, tp + mislabelled + missing + extra),
+        "mean_iou": float(ious.mean()) if ious.size else math.nan,
+        "matched_pairs": int(ious.size),
+        "drift": drift,
+    }
+
+
+def _metrics(batch: Batch, gm: GoldenMatch) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Overall and per-class metrics (plain Python) from a match."""
+    res, golden = gm.result, gm.golden
+    ba, ga = batch.annotations, golden.annotations
+    gnames = [str(n) for n in golden.categories.name.tolist()]
+    bnames = [str(n) for n in batch.categories.name.tolist()]
+
+    def bcls(rows: npt.NDArray[np.int64]) -> list[str]:
+        return [bnames[c] if c >= 0 else "<unknown>" for c in ba.category[rows].tolist()]
+
+    def gcls(rows: npt.NDArray[np.int64]) -> list[str]:
+        return [gnames[c] if c >= 0 else "<unknown>" for c in ga.category[rows].tolist()]
+
+    prow, pgold, piou = res.pairs()
+    tp_rows = res.batch_rows(Status.MATCHED)
+    mis_rows = res.batch_rows(Status.MISLABELLED)
+    extra_rows = res.batch_rows(Status.UNMATCHED)
+    miss_rows = res.gold_rows(Status.UNMATCHED)
+    pair_gcls = np.array(gcls(pgold), object)
+
+    overall = _scope_metrics(
+        len(tp_rows), len(mis_rows), len(mis_rows), len(miss_rows), len(extra_rows), piou,
+        drift_stats(ba.bbox[prow], ga.bbox[pgold]), mislabelled=len(mis_rows),
+    )
+    overall["ignored"] = int(np.count_nonzero(res.batch_status == Status.IGNORED))
+    overall["truncated"] = int(np.count_nonzero(res.batch_status == Status.TRUNCATED))
+    overall["golden_images"] = int(res.images.shape[0])
+
+    from collections import Counter
+
+    tp_c = Counter(gcls(res.batch_match[tp_rows]))
+    misg_c = Counter(gcls(res.batch_match[mis_rows]))
+    misb_c = Counter(bcls(mis_rows))
+    miss_c = Counter(gcls(miss_rows))
+    extra_c = Counter(bcls(extra_rows))
+    classes = sorted(set(tp_c) | set(misg_c) | set(misb_c) | set(miss_c) | set(extra_c))
+    per: dict[str, dict[str, Any]] = {}
+    for c in classes:
+        sel = pair_gcls == c
+        per[c] = _scope_metrics(
+            tp_c[c], misg_c[c], misb_c[c], miss_c[c], extra_c[c], piou[sel],
+            drift_stats(ba.bbox[prow[sel]], ga.bbox[pgold[sel]]), mislabelled=misg_c[c] + misb_c[c],
+        )
+    return overall, per
+
+
+def _checks(scope: str, m: Mapping[str, Any], lim: Mapping[str, Any]) -> list[ThresholdCheck]:
+    out: list[ThresholdCheck] = []
+    for key, metric in (("min_precision", "precision"), ("min_recall", "recall"), ("min_accuracy", "accuracy"), ("min_mean_iou", "mean_iou")):
+        if key in lim:
+            out.append(ThresholdCheck(metric=metric, scope=scope, value=float(m[metric]), limit=float(lim[key]), op=">="))
+    for key, metric in (("max_extra", "extra"), ("max_missing", "missing"), ("max_mislabelled", "mislabelled")):
+        if key in lim:
+            out.append(ThresholdCheck(metric=metric, scope=scope, value=float(m[metric]), limit=float(lim[key]), op="<="))
+    if "max_drift" in lim:
+        for edge in EDGES:
+            out.append(ThresholdCheck(metric=f"drift.{edge}", scope=scope, value=abs(m["drift"][edge]["mean"]), limit=float(lim["max_drift"]), op="<="))
+    return out
+
+
+def _r(x: float, nd: int = 4) -> float | None:
+    return None if x != x else round(float(x), nd)
+
+
+def _tables(overall: Mapping[str, Any], per: Mapping[str, Mapping[str, Any]]) -> dict[str, list[list[Any]]]:
+    head = ["class", "golden", "batch", "tp", "mislabelled", "missing", "extra", "precision", "recall", "accuracy", "mean_iou", *(f"drift_{e}" for e in EDGES)]
+    rows: list[list[Any]] = [head]
+    for name, m in [*sorted(per.items()), ("(all)", overall)]:
+        rows.append([
+            name, m["golden_objects"], m["batch_objects"], m["tp"], m["mislabelled"], m["missing"], m["extra"],
+            _r(m["precision"]), _r(m["recall"]), _r(m["accuracy"]), _r(m["mean_iou"]),
+            *(_r(m["drift"][e]["mean"]) for e in EDGES),
+        ])
+    drift: list[list[Any]] = [["scope", "edge", "mean", "ci95_low", "ci95_high", "n"]]
+    for name, m in [("(all)", overall), *sorted(per.items())]:
+        for e in EDGES:
+            d = m["drift"][e]
+            drift.append([name, e, _r(d["mean"]), _r(d["low"]), _r(d["high"]), int(d["n"])])
+    return {"golden_per_class": rows, "golden_drift": drift}
+
+
+def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> list[Finding]:
+    res, golden = gm.result, gm.golden
+    thr = res.settings.iou
+    out: list[Finding] = []
+    extra = res.batch_rows(Status.UNMATCHED)
+    out += findings_for_rows(
+        batch, extra, gate="golden", rule="extra",
+        messages=[f"extra {batch.category_name(int(i))!r}: no golden object matches it (IoU >= {thr})" for i in extra],
+    )
+    mis = res.batch_rows(Status.MISLABELLED)
+    out += findings_for_rows(
+        batch, mis, gate="golden", rule="mislabelled",
+        messages=[
+            f"labelled {batch.category_name(int(i))!r}, golden says {golden.category_name(int(res.batch_match[i]))!r} "
+            f"(golden annotation {int(golden.annotations.id[res.batch_match[i]])}, IoU {res.batch_iou[i]:.2f})"
+            for i in mis
+        ],
+        values=res.batch_iou[mis],
+    )
+    miss = res.gold_rows(Status.UNMATCHED)
+    out += findings_for_rows(
+        golden, miss, gate="golden", rule="missing",
+        messages=[f"missing {golden.category_name(int(i))!r}: golden annotation {int(golden.annotations.id[i])} has no match in the batch" for i in miss],
+    )
+    if min_object_iou is not None:
+        rows, _, ious = res.pairs()
+        low = rows[ious < min_object_iou]
+        out += findings_for_rows(
+            batch, low, gate="golden", rule="low_iou", severity="warning",
+            messages=[f"IoU {res.batch_iou[i]:.2f} with golden annotation {int(golden.annotations.id[res.batch_match[i]])} is below {min_object_iou}" for i in low],
+            values=res.batch_iou[low],
+        )
+    return out
+
+
+def run(batch: Batch, ctx: GateContext) -> GateResult:
+    """Match the batch's golden images with the golden file; check metrics against the rules."""
+    gm = golden_match(batch, ctx)
+    if isinstance(gm, str):
+        failed = gm.startswith(("golden file not found", "cannot"))
+        return GateResult(gate="golden", verdict="failed" if failed else "skipped", reason=gm)
+    if gm.result.images.shape[0] == 0:
+        return GateResult(gate="golden", verdict="skipped", reason=f"the batch has no image of the golden file {gm.golden_path.name}")
+    sec = ctx.section
+    overall, per = _metrics(batch, gm)
+    checks = _checks("overall", overall, sec)
+    for cls, lim in sorted(dict(sec.get("per_class", {})).items()):
+        m = per.get(cls) or _scope_metrics(0, 0, 0, 0, 0, np.empty(0), drift_stats(np.empty((0, 4)), np.empty((0, 4))), mislabelled=0)
+        checks += _checks(f"class:{cls}", m, lim)
+    mo = sec.get("min_object_iou")
+    findings = _findings(batch, gm, None if mo is None else float(mo))
+    st = gm.result.settings
+    metrics = {
+        "overall": overall,
+        "per_class": per,
+        "golden_file": str(gm.golden_path),
+        "settings": {"iou_type": st.iou_type, "iou": st.iou, "max_dets": st.max_dets},
+    }
+    population = overall["tp"] + overall["mislabelled"] + overall["missing"] + overall["extra"]
+    result = GateResult.from_checks(gate="golden", population=population, checks=checks, findings=findings, metrics=metrics, tables=_tables(overall, per))
+    result.metrics = GateResult.to_dict(result)["metrics"]  # plain Python, nan -> None
+    return result
+
+
+GATE = Gate(
+    name="golden",
+    run=run,
+    rules_schema=RULES_SCHEMA,
+    description="Honeypot images against their golden file: precision, recall, accuracy, IoU, boundary drift.",
+    order=30,
+)

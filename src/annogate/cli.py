@@ -1,0 +1,30 @@
+"""``annogate PATH... [pytest args]``: pytest with ``--annogate`` on the given paths.
+
+This is what the pre-commit hook calls with the staged label files. Arguments
+that are existing paths are the batches; everything else is passed to pytest
+unchanged (``-q``, ``-x``, ``-n auto``, ``--annogate-report r.json``...).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import pytest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print("\nannogate options (see `pytest --help` for the rest):")
+        print("  --annogate-rules PATH   --annogate-report PATH   --annogate-rework PATH")
+        return 0 if args else 4
+    # -p no:cacheprovider is not forced: --lf works through the cache as usual.
+    # rootdir/ini from the label repository itself; our plugin is loaded by entry point.
+    code = pytest.main(["--annogate", *args])
+    return int(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

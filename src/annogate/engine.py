@@ -1,0 +1,202 @@
+"""The engine: collect batches, load them once, run gates. No pytest in here.
+
+The pytest adapter (``annogate.plugin``) and any other runner drive an
+:class:`Engine`; it owns the plugin manager, the rules cache and the loaded
+batches, so a batch is read once however many gates examine it, and a golden
+file once however many batches name it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from annogate import hookspecs
+from annogate.findings import Finding, GateResult
+from annogate.formats import Format, LoadError, detect_format, load_batch
+from annogate.gates import Gate, GateContext
+from annogate.model import Batch
+from annogate.rules import Rules, RulesError, find_rules_file, load_rules
+from annogate.session import BatchRun
+
+__all__ = ["Engine", "LoadFailure"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadFailure:
+    """A batch that could not be read: the error, with line and column when known."""
+
+    path: Path
+    error: LoadError
+
+
+@dataclass(kw_only=True)
+class _Loaded:
+    batch: Batch | None
+    failure: LoadFailure | None
+    seconds: float
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """annogate's plugin manager: built-ins plus the ``annogate`` entry-point group."""
+    from annogate import builtin
+
+    pm = pluggy.PluginManager("annogate")
+    pm.add_hookspecs(hookspecs)
+    pm.register(builtin, name="annogate.builtin")
+    pm.load_setuptools_entrypoints("annogate")
+    return pm
+
+
+@dataclass(kw_only=True)
+class Engine:
+    """Runs gates on batches. ``rules_path`` overrides rules discovery for every batch."""
+
+    rules_path: Path | None = None
+    pm: pluggy.PluginManager = field(default_factory=plugin_manager)
+    _rules: dict[Path | None, Rules] = field(default_factory=dict)
+    _loaded: dict[Path, _Loaded] = field(default_factory=dict)
+    _cache: dict[str, Any] = field(default_factory=dict)
+    _runs: dict[Path, BatchRun] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        gates: list[Gate] = [g for gs in self.pm.hook.annogate_gates() for g in gs]
+        names = [g.name for g in gates]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise RulesError(f"two plugins define the gate(s) {sorted(dup)}")
+        self.gates: tuple[Gate, ...] = tuple(sorted(gates, key=lambda g: (g.order, g.name)))
+        self.formats: tuple[Format, ...] = tuple(f for fs in self.pm.hook.annogate_formats() for f in fs)
+        from annogate.cost import RULES_SCHEMA as COST_SCHEMA
+
+        self.sections: dict[str, Any] = {g.name: g.rules_schema for g in self.gates}
+        self.sections["cost"] = COST_SCHEMA
+        if self.rules_path is not None:
+            self.rules_for(self.rules_path)  # validate early: a usage error, before collection
+
+    # -- rules -------------------------------------------------------------
+    def rules_for(self, batch_path: Path) -> Rules:
+        """The rules in force for a batch (cached per rules file)."""
+        rp = self.rules_path if self.rules_path is not None else find_rules_file(batch_path.resolve())
+        key = rp.resolve() if rp is not None else None
+        if key not in self._rules:
+            self._rules[key] = load_rules(key, sections=self.sections, default_pack="detection")
+        return self._rules[key]
+
+    # -- collection --------------------------------------------------------
+    def is_batch(self, path: Path) -> Format | None:
+        """The format of ``path`` if it is a label batch under its rules, else None.
+
+        Golden files named by the rules and files matching ``exclude`` are not batches.
+        """
+        fmt = detect_format(path, formats=self.formats)
+        if fmt is None:
+            return None
+        rules = self.rules_for(path)
+        if rules.golden_file() == path.resolve():
+            return None
+        rel = str(path.resolve())
+        for pat in rules.data.get("exclude", []):
+            if fnmatch.fnmatch(path.name, pat) or fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel, str(rules.base_dir / pat)):
+                return None
+        return fmt
+
+    def iter_batches(self, root: Path) -> Iterator[Path]:
+        """Batch files under ``root`` (a file or a folder), sorted, hidden folders skipped."""
+        if root.is_file():
+            if self.is_batch(root):
+                yield root
+            return
+        for p in sorted(root.rglob("*")):
+            if any(part.startswith(".") for part in p.relative_to(root).parts):
+                continue
+            if p.is_file() and self.is_batch(p):
+                yield p
+
+    # -- loading -----------------------------------------------------------
+    def _load(self, path: Path, **options: Any) -> _Loaded:
+        key = path.resolve()
+        if key not in self._loaded:
+            t0 = time.perf_counter()
+            rules = self.rules_for(path)
+            opts: dict[str, Any] = dict(options)
+            if "annotator_field" in rules.data:
+                opts.setdefault("annotator_field", rules.data["annotator_field"])
+            try:
+                batch = load_batch(path, format=rules.data.get("format"), formats=self.formats, **opts)
+                self._loaded[key] = _Loaded(batch=batch, failure=None, seconds=time.perf_counter() - t0)
+            except LoadError as e:
+                self._loaded[key] = _Loaded(batch=None, failure=LoadFailure(path=path, error=e), seconds=time.perf_counter() - t0)
+        return self._loaded[key]
+
+    def load(self, path: Path) -> Batch:
+        """Load a batch (cached); raises LoadError when it cannot be read."""
+        loaded = self._load(path)
+        if loaded.batch is None:
+            assert loaded.failure is not None
+            raise loaded.failure.error
+        return loaded.batch
+
+    def load_failure(self, path: Path) -> LoadFailure | None:
+        return self._load(path).failure
+
+    def release(self, path: Path) -> None:
+        """Forget a batch once all its gates ran (keeps memory flat over many batches)."""
+        self._loaded.pop(path.resolve(), None)
+
+    # -- gates -------------------------------------------------------------
+    def gate(self, name: str) -> Gate:
+        for g in self.gates:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def run_gate(self, path: Path, name: str) -> GateResult:
+        """Run one gate on one batch. A batch that does not load fails ``schema``
+        with the parser's message and skips every other gate."""
+        gate = self.gate(name)
+        loaded = self._load(path)
+        if loaded.batch is None:
+            assert loaded.failure is not None
+            err = loaded.failure.error
+            if name != "schema":
+                return GateResult(gate=name, verdict="skipped", reason="the batch could not be read (see its schema item)")
+            f = Finding(gate="schema", rule="unreadable", message=err.msg, file=str(path), line=err.line, pointer=None)
+            return GateResult(gate="schema", verdict="failed", findings=[f], metrics={"column": err.column})
+        rules = self.rules_for(path)
+        ctx = GateContext(
+            section=rules.section(name),
+            rules=rules.data,
+            base_dir=rules.base_dir,
+            load=self.load,
+            cache=self._cache,
+        )
+        t0 = time.perf_counter()
+        result = gate.run(loaded.batch, ctx)
+        result.metrics.setdefault("seconds", round(time.perf_counter() - t0, 6))
+        return result
+
+    def run_batch(self, path: Path, names: list[str]) -> BatchRun:
+        """Run the named gates of one batch (each once per process) and return them all.
+
+        A gate item runs every selected gate of its batch on first use, so each
+        failing item can show the batch's whole cost table; gates already run are
+        not run again.
+        """
+        key = path.resolve()
+        run = self._runs.get(key)
+        if run is None:
+            loaded = self._load(path)
+            run = self._runs[key] = BatchRun.of(
+                path, loaded.batch, cost_rules=self.rules_for(path).section("cost"), order=[g.name for g in self.gates]
+            )
+        for name in names:
+            if name not in run.gates:
+                run.gates[name] = self.run_gate(path, name)
+        return run

@@ -1,0 +1,216 @@
+"""Finding, reading, validating and merging the rules of a label repository.
+
+Rules live in ``[tool.annogate]`` of a ``pyproject.toml`` or at the top level of an
+``annogate.toml`` (the nearest one above the batch wins), or in a file given with
+``--annogate-rules``. A rules file may start from built-in packs (``pack =
+"detection"``) kept in the project's top-level ``rules/`` folder. Everything is
+validated against a JSON Schema composed from each gate's own section schema, so a
+misspelt key is an error that names the key and the file, not a silent default.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = ["PACKS_DIR", "Rules", "RulesError", "find_rules_file", "load_rules", "packs_dir", "rules_schema"]
+
+RULES_FILE = "annogate.toml"
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used: names the file and the offending key."""
+
+
+@lru_cache(maxsize=1)
+def packs_dir() -> Path:
+    """The built-in packs: inside the wheel (``annogate/rules``) or the source checkout's ``rules/``."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "rules", here.parents[1] / "rules"):
+        if (cand / "detection.toml").is_file():
+            return cand
+    raise RulesError("built-in rule packs not found (annogate installation is incomplete)")
+
+
+PACKS_DIR = packs_dir
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rules:
+    """The rules in force for a batch: merged data, where they came from, and a digest."""
+
+    data: Mapping[str, Any]
+    path: Path | None
+    sha256: str
+    packs: tuple[str, ...] = ()
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        sec = self.data.get(name, {})
+        return sec if isinstance(sec, Mapping) else {}
+
+    def golden_file(self) -> Path | None:
+        f = self.section("golden").get("file")
+        return (self.base_dir / str(f)).resolve() if f else None
+
+
+_TOP_SCHEMA: dict[str, Any] = {
+    "pack": {
+        "description": "Built-in rule pack(s) to start from: detection, segmentation, keypoints.",
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}},
+        ],
+    },
+    "format": {"type": "string", "description": "Force a format instead of detecting it."},
+    "annotator_field": {"type": "string", "description": "Dotted field holding the annotator, e.g. attributes.annotator."},
+    "exclude": {"type": "array", "items": {"type": "string"}, "description": "Glob patterns of files that are not batches."},
+    "taxonomy": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "classes": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+            "aliases": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+}
+
+
+def rules_schema(sections: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The whole rules schema: fixed top-level keys plus one section per gate/cost model."""
+    props: dict[str, Any] = dict(_TOP_SCHEMA)
+    for name, sch in sections.items():
+        props[name] = sch
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+    }
+
+
+def find_rules_file(start: Path) -> Path | None:
+    """The nearest ``annogate.toml`` or ``pyproject.toml`` with ``[tool.annogate]`` above ``start``."""
+    d = start if start.is_dir() else start.parent
+    for cand_dir in (d, *d.parents):
+        own = cand_dir / RULES_FILE
+        if own.is_file():
+            return own
+        pp = cand_dir / "pyproject.toml"
+        if pp.is_file() and _has_tool_section(pp):
+            return pp
+    return None
+
+
+@lru_cache(maxsize=256)
+def _has_tool_section(pp: Path) -> bool:
+    try:
+        return "annogate" in tomllib.loads(pp.read_text("utf-8")).get("tool", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise RulesError(f"{path}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RulesError(f"{path}: cannot read rules: {e}") from None
+
+
+def _user_rules(path: Path) -> dict[str, Any]:
+    doc = _read_toml(path)
+    if path.name == "pyproject.toml":
+        tool = doc.get("tool", {})
+        data = tool.get("annogate", {}) if isinstance(tool, dict) else {}
+        if not isinstance(data, dict):
+            raise RulesError(f"{path}: [tool.annogate] must be a table")
+        return data
+    return doc
+
+
+def _normalise(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept the short form ``golden = "file.json"`` for ``[golden] file = ...``."""
+    if isinstance(data.get("golden"), str):
+        data = {**data, "golden": {"file": data["golden"]}}
+    return data
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _validate(data: Mapping[str, Any], schema: Mapping[str, Any], where: str) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    e = errors[0]
+    key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+    if e.validator == "additionalProperties":
+        extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+        where_key = f"{key}." if e.absolute_path else ""
+        raise RulesError(f"{where}: unknown key {where_key}{extra[0] if extra else '?'} ({e.message})")
+    raise RulesError(f"{where}: bad value for {key}: {e.message}")
+
+
+def load_rules(
+    path: Path | None,
+    *,
+    sections: Mapping[str, Mapping[str, Any]],
+    default_pack: str | None = None,
+) -> Rules:
+    """Read, validate and merge rules (packs first, then the file's own values).
+
+    ``path`` None means no rules file: the default pack alone (if any) applies.
+    """
+    schema = rules_schema(sections)
+    user: dict[str, Any] = {}
+    where = "built-in defaults"
+    raw = b""
+    if path is not None:
+        path = path.resolve()
+        where = str(path)
+        user = _normalise(_user_rules(path))
+        raw = path.read_bytes()
+        _validate(user, schema, where)
+    packs_v = user.get("pack", default_pack)
+    packs: Sequence[str] = [packs_v] if isinstance(packs_v, str) else list(packs_v or [])
+    merged: dict[str, Any] = {}
+    for name in packs:
+        pfile = packs_dir() / f"{name}.toml"
+        if not pfile.is_file():
+            avail = ", ".join(sorted(p.stem for p in packs_dir().glob("*.toml")))
+            raise RulesError(f"{where}: unknown key value pack = {name!r} (built-in packs: {avail})")
+        pdata = _normalise(_read_toml(pfile))
+        _validate(pdata, schema, str(pfile))
+        merged = _merge(merged, pdata)
+        raw += pfile.read_bytes()
+    merged = _merge(merged, {k: v for k, v in user.items() if k != "pack"})
+    return Rules(
+        data=merged,
+        path=path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        packs=tuple(packs),
+        base_dir=path.parent if path is not None else Path.cwd(),
+    )

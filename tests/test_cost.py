@@ -1,0 +1,386 @@
+"""The rework-cost model against figures derived by hand (never from its own output).
+
+Reference case from the product brief: 200,000 labels, defect rate d = 0.05,
+correction error rate r = 0.05, two cycles: 10,000 first-pass corrections plus
+500 corrections of corrections = 10,500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from annogate.cost import (
+    RULES_SCHEMA,
+    UNKNOWN,
+    CostParameters,
+    composition_from_batch,
+    cycle_factor,
+    estimate_cost,
+    expected_corrections,
+    golden_counts,
+    systematic_patterns,
+)
+from annogate.findings import Finding, GateResult, ThresholdCheck
+from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE, Annotations, Batch, Categories, Images
+
+
+def golden(tp: int, mislabelled: int, missing: int, extra: int) -> GateResult:
+    return GateResult(
+        gate="golden",
+        verdict="failed",
+        metrics={
+            "overall": {
+                "tp": tp,
+                "mislabelled": mislabelled,
+                "missing": missing,
+                "extra": extra,
+                "golden_objects": tp + mislabelled + missing,
+            }
+        },
+    )
+
+
+def geo(rule: str, ann_id: int | None, *, category: str | None = None, annotator: str | None = None, severity: str = "error") -> Finding:
+    return Finding(
+        gate="geometry",
+        rule=rule,
+        message=f"{rule} on {ann_id}",
+        file="batch.json",
+        line=10,
+        annotation_id=ann_id,
+        category=category,
+        annotator=annotator,
+        severity=severity,  # type: ignore[arg-type]
+    )
+
+
+def failed(metric: str, scope: str, value: float = 5.0, limit: float = 2.0) -> ThresholdCheck:
+    return ThresholdCheck(metric=metric, scope=scope, value=value, limit=limit, op="<=")
+
+
+# --------------------------------------------------------------------------- cycles
+
+
+def test_brief_reference_case_10500_corrections() -> None:
+    assert expected_corrections(200_000, 0.05, 0.05, 2) == pytest.approx(10_500)
+    assert cycle_factor(0.05, 2) == pytest.approx(1.05)
+    assert cycle_factor(0.05, 1) == 1.0
+
+
+def test_many_cycles_tend_to_geometric_limit() -> None:
+    # N d / (1 - r) = 10,000 / 0.95
+    assert expected_corrections(200_000, 0.05, 0.05, 200) == pytest.approx(10_000 / 0.95, rel=1e-12)
+    assert expected_corrections(200_000, 0.05, 0.05, 3) == pytest.approx(10_000 + 500 + 25)
+
+
+def test_cycle_factor_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        cycle_factor(1.0, 2)
+    with pytest.raises(ValueError):
+        cycle_factor(0.1, 0)
+
+
+# --------------------------------------------------------------------------- estimate
+
+
+def test_estimate_reference_case_in_money() -> None:
+    # golden: 50 defects in 1,000 sampled objects -> d = 0.05; r defaults to d.
+    est = estimate_cost(n_labels=200_000, results=[golden(950, 20, 20, 10)])
+    assert est.golden_defects == 50 and est.golden_sample == 1000
+    assert est.expected.defect_rate == pytest.approx(0.05)
+    assert est.expected.correction_error_rate == pytest.approx(0.05)
+    assert est.expected.corrections == pytest.approx(10_500)
+    assert est.direct == pytest.approx(10_000)  # 200,000 x 0.05
+    assert est.qa == pytest.approx(2_000)  # 20 % of direct
+    assert est.rework == pytest.approx(525)  # 10,500 x 0.05 x 1.0
+    assert est.downstream == 0
+    assert est.total == pytest.approx(12_525)
+    assert est.overhead_ratio == pytest.approx(2_525 / 10_000)
+    # 95 % Wilson interval for 50/1000, by hand: 0.03813 .. 0.06531
+    assert est.low.defect_rate == pytest.approx(0.03813, abs=1e-5)
+    assert est.high.defect_rate == pytest.approx(0.06531, abs=1e-5)
+
+
+def test_explicit_golden_counts_override_extraction() -> None:
+    est = estimate_cost(n_labels=1000, results=[], golden_defects=10, golden_sample=100, params={"correction_error_rate": 0.0})
+    assert est.expected.first_pass_defects == pytest.approx(100)  # 1000 x 0.1
+    assert est.rework == pytest.approx(100 * 0.05)
+
+
+def test_no_defects_costs_direct_plus_qa_only() -> None:
+    clean = golden(1000, 0, 0, 0)
+    est = estimate_cost(n_labels=10_000, results=[clean], params={"price_per_label": 0.1, "qa_fraction": 0.25})
+    assert est.direct == pytest.approx(1_000)
+    assert est.qa == pytest.approx(250)
+    assert est.rework == 0 and est.downstream == 0
+    assert est.total == pytest.approx(1_250)
+    assert est.overhead_ratio == pytest.approx(0.25)
+    assert est.expected.corrections == 0 and est.low.rework == 0
+
+
+def test_zero_labels_has_no_ratio() -> None:
+    est = estimate_cost(n_labels=0, results=[])
+    assert est.total == 0 and est.overhead_ratio is None
+
+
+def test_deterministic_defects_are_counted_exactly_once_per_annotation() -> None:
+    gate = GateResult(
+        gate="geometry",
+        verdict="failed",
+        findings=[
+            geo("tiny_box", 1, annotator="alice"),
+            geo("outside_image", 1, annotator="alice"),  # same annotation: one correction
+            geo("outside_image", 2, annotator="bob"),
+            geo("area_mismatch", 3, severity="warning"),  # tolerated by the rules
+        ],
+    )
+    params = {"price_per_label": 1.0, "correction_error_rate": 0.5, "max_cycles": 2}
+    est = estimate_cost(n_labels=100, results=[gate], params=params)
+    assert est.deterministic_defects == 2
+    assert est.golden_sample is None
+    assert est.low.first_pass_defects == est.high.first_pass_defects == 2  # exact: no interval
+    assert est.expected.corrections == pytest.approx(3)  # 2 x (1 + 0.5)
+    assert est.rework == pytest.approx(3.0)
+    by_rule = {b.key: b for b in est.by_error_type}
+    assert by_rule["outside_image"].defects == pytest.approx(1.5)
+    assert by_rule["tiny_box"].defects == pytest.approx(0.5)
+    assert "area_mismatch" not in by_rule
+    by_who = {b.key: b.amount for b in est.by_annotator}
+    assert by_who == pytest.approx({"alice": 1.5, "bob": 1.5})
+    assert sum(b.amount for b in est.by_error_type) == pytest.approx(est.rework)
+
+
+def test_deterministic_plus_sampled_defects() -> None:
+    # 1,000 labels, 100 known bad; golden d = 0.1 applies to the other 900 -> 90.
+    gate = GateResult(gate="schema", verdict="failed", findings=[geo("dangling", i) for i in range(100)])
+    est = estimate_cost(
+        n_labels=1000,
+        results=[gate],
+        golden_defects=10,
+        golden_sample=100,
+        params={"correction_error_rate": 0.0},
+    )
+    assert est.expected.first_pass_defects == pytest.approx(190)
+    assert est.expected.overall_defect_rate == pytest.approx(0.19)
+    assert est.low.first_pass_defects >= 100
+
+
+def test_default_correction_error_rate_is_measured_rate() -> None:
+    est = estimate_cost(n_labels=1000, results=[], golden_defects=20, golden_sample=100)
+    assert est.expected.correction_error_rate == pytest.approx(0.2)
+    assert est.expected.corrections == pytest.approx(200 * 1.2)
+
+
+def test_itemisation_by_golden_error_type_and_cohort() -> None:
+    g = golden(900, 50, 30, 20)  # 100 defects / 1000
+    g.findings = [
+        Finding(gate="golden", rule="mislabelled", message="m", file="b.json", annotation_id=i, annotator=a)
+        for i, a in enumerate(["alice", "alice", "bob", None])
+    ]
+    params = {"correction_error_rate": 0.0, "price_per_label": 1.0, "cohorts": {"alice": "vendor-a", "bob": "vendor-a"}}
+    est = estimate_cost(n_labels=10_000, results=[g], params=params)
+    assert est.rework == pytest.approx(1000)
+    assert {b.key: b.amount for b in est.by_error_type} == pytest.approx({"mislabelled": 500, "missing": 300, "extra": 200})
+    assert {b.key: b.amount for b in est.by_annotator} == pytest.approx({"vendor-a": 750, UNKNOWN: 250})
+    rework_lines = [i for i in est.line_items if i.category == "rework"]
+    assert sum(i.amount for i in rework_lines) == pytest.approx(est.rework)
+
+
+def test_prices_per_class_and_type() -> None:
+    params = {
+        "price_per_label": {"default": 0.05, "polygon": 0.2, "classes": {"person": 0.1, "car": {"polygon": 0.5}}},
+        "correction_error_rate": 0.0,
+    }
+    mix: dict[tuple[str | None, str], int] = {("person", "bbox"): 100, ("person", "polygon"): 100, ("car", "polygon"): 100, ("car", "bbox"): 100, ("tree", "polygon"): 100}
+    est = estimate_cost(n_labels=500, results=[], params=params, composition=mix)
+    # person 200 x 0.1 + car poly 100 x 0.5 + car bbox 100 x 0.05 + tree poly 100 x 0.2
+    assert est.direct == pytest.approx(20 + 50 + 5 + 20)
+    assert sum(i.amount for i in est.line_items if i.category == "direct") == pytest.approx(est.direct)
+    assert est.class_unit_prices["car"] == pytest.approx(0.275)
+    p = CostParameters.from_rules(params)
+    assert p.price("car", "bbox") == 0.05 and p.price("car", "polygon") == 0.5 and p.price(None, "polygon") == 0.2
+
+
+# --------------------------------------------------------------------------- downstream
+
+
+def test_downstream_counted_per_pattern() -> None:
+    g = golden(1000, 0, 0, 0)
+    g.checks = [
+        failed("drift.left", "class:person"),
+        failed("drift.right", "class:person"),  # same scope: the same pattern
+        failed("drift.top", "class:car"),
+        ThresholdCheck(metric="drift.left", scope="class:tree", value=0.1, limit=2.0, op="<="),  # passed
+        failed("precision", "overall", 0.5, 0.9),  # not systematic
+    ]
+    conf = GateResult(
+        gate="confusion",
+        verdict="failed",
+        checks=[failed("confusion.rate", "pair:cyclist->pedestrian", 0.1, 0.02)],
+    )
+    params = {"downstream": {"retrain_cost": 1000.0, "engineer_hours": 10, "hourly_rate": 100.0, "downstream_multiplier": 0}}
+    est = estimate_cost(n_labels=1000, results=[g, conf], params=params)
+    assert [p.key for p in est.patterns] == [
+        "confusion:confusion:pair:cyclist->pedestrian",
+        "golden:drift:class:car",
+        "golden:drift:class:person",
+    ]
+    assert est.downstream == pytest.approx(3 * (1000 + 10 * 100))
+    assert len([i for i in est.line_items if i.category == "downstream"]) == 3
+    assert est.total == pytest.approx(est.direct + est.qa + est.downstream)
+
+
+def test_downstream_multiple_of_pattern_rework_when_larger() -> None:
+    g = golden(1000, 0, 0, 0)
+    g.checks = [failed("drift.left", "class:person")]
+    mix: dict[tuple[str | None, str], int] = {("person", "bbox"): 1000, ("car", "bbox"): 3000}
+    params = {"price_per_label": 0.1, "correction_error_rate": 0.0, "downstream": {"retrain_cost": 50.0}}
+    est = estimate_cost(n_labels=4000, results=[g], params=params, composition=mix)
+    # 10 x (1000 person labels x 0.1) = 1000 > 50
+    assert est.downstream == pytest.approx(1000)
+    params["downstream"] = {"retrain_cost": 5000.0}
+    assert estimate_cost(n_labels=4000, results=[g], params=params, composition=mix).downstream == pytest.approx(5000)
+
+
+def test_confusion_pattern_spoils_rate_times_source_class() -> None:
+    conf = GateResult(gate="confusion", verdict="failed", checks=[failed("confusion.rate", "pair:cyclist->pedestrian", 0.1, 0.02)])
+    mix: dict[tuple[str | None, str], int] = {("cyclist", "bbox"): 500, ("pedestrian", "bbox"): 9500}
+    (pat,) = systematic_patterns([conf], n_labels=10_000, composition=mix)
+    assert pat.affected == pytest.approx(50)
+    assert pat.category == "cyclist"
+
+
+# --------------------------------------------------------------------------- interval, monotonicity
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 5000), data=st.data())
+def test_interval_contains_point_estimate(n: int, data: st.DataObject) -> None:
+    k = data.draw(st.integers(0, n))
+    est = estimate_cost(n_labels=100_000, results=[], golden_defects=k, golden_sample=n)
+    assert est.low.defect_rate <= est.expected.defect_rate <= est.high.defect_rate
+    assert est.expected.defect_rate == pytest.approx(k / n)
+    assert est.low.rework <= est.rework <= est.high.rework
+    assert est.low.total <= est.total <= est.high.total
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 2000),
+    labels=st.integers(0, 1_000_000),
+    cycles=st.integers(1, 6),
+    r=st.one_of(st.none(), st.floats(0, 0.9)),
+    data=st.data(),
+)
+def test_cost_is_monotonic_in_defect_rate(n: int, labels: int, cycles: int, r: float | None, data: st.DataObject) -> None:
+    k1 = data.draw(st.integers(0, n))
+    k2 = data.draw(st.integers(k1, n))
+    params = {"max_cycles": cycles} | ({} if r is None else {"correction_error_rate": r})
+    a = estimate_cost(n_labels=labels, results=[], golden_defects=k1, golden_sample=n, params=params)
+    b = estimate_cost(n_labels=labels, results=[], golden_defects=k2, golden_sample=n, params=params)
+    assert a.expected.corrections <= b.expected.corrections * (1 + 1e-12) + 1e-9
+    assert a.rework <= b.rework * (1 + 1e-12) + 1e-9
+    assert a.total <= b.total * (1 + 1e-12) + 1e-9
+
+
+# --------------------------------------------------------------------------- inputs, schema, output
+
+
+def test_golden_counts_shapes() -> None:
+    assert golden_counts([]) is None
+    assert golden_counts([GateResult(gate="golden", verdict="passed")]) is None
+    assert golden_counts([GateResult(gate="golden", verdict="skipped", metrics=golden(1, 1, 1, 1).metrics)]) is None
+    gc = golden_counts([golden(90, 5, 3, 2)])
+    assert gc is not None and (gc.defects, gc.sample) == (10, 100)
+    no_tp = GateResult(gate="golden", verdict="failed", metrics={"overall": {"mislabelled": 5, "missing": 3, "extra": 2, "golden_objects": 98}})
+    gc = golden_counts([no_tp])
+    assert gc is not None and (gc.defects, gc.sample) == (10, 100)
+    nan = GateResult(gate="golden", verdict="failed", metrics={"overall": {"tp": float("nan"), "mislabelled": 1, "missing": 0, "extra": 0}})
+    assert golden_counts([nan]) is None
+    explicit = GateResult(gate="golden", verdict="failed", metrics={"overall": {"defects": 3, "sample": 30}})
+    gc = golden_counts([explicit])
+    assert gc is not None and (gc.defects, gc.sample) == (3, 30)
+
+
+def test_rules_schema_accepts_documented_keys_and_rejects_unknown() -> None:
+    jsonschema.Draft202012Validator.check_schema(RULES_SCHEMA)
+    ok = {
+        "currency": "EUR",
+        "price_per_label": {"default": 0.04, "polygon": 0.12, "classes": {"person": 0.08, "car": {"mask": 0.3}}},
+        "qa_fraction": 0.2,
+        "rework_multiplier": 1.5,
+        "correction_error_rate": 0.05,
+        "max_cycles": 3,
+        "cohorts": {"alice": "vendor-a"},
+        "downstream": {"retrain_cost": 800, "engineer_hours": 16, "hourly_rate": 90, "downstream_multiplier": 10},
+    }
+    jsonschema.validate(ok, RULES_SCHEMA)
+    for bad in ({"price": 1}, {"downstream": {"retrain": 1}}, {"max_cycles": 0}, {"price_per_label": {"line": 1}}, {"correction_error_rate": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, RULES_SCHEMA)
+    p = CostParameters.from_rules(ok)
+    assert p.currency == "EUR" and p.max_cycles == 3 and p.fixed_remediation == 800 + 16 * 90
+
+
+def test_defaults() -> None:
+    p = CostParameters.from_rules({})
+    assert (p.currency, p.price_default, p.qa_fraction, p.rework_multiplier, p.max_cycles) == ("USD", 0.05, 0.2, 1.0, 2)
+    assert p.correction_error_rate is None and p.downstream_multiplier == 10.0
+
+
+def test_to_dict_is_strict_json() -> None:
+    g = golden(900, 50, 30, 20)
+    g.checks = [failed("drift.left", "overall")]
+    est = estimate_cost(n_labels=1000, results=[g, GateResult(gate="geometry", verdict="failed", findings=[geo("tiny_box", 1)])])
+    d = json.loads(json.dumps(est.to_dict(), allow_nan=False))
+    assert d["scenarios"]["expected"]["total"] == pytest.approx(est.total)
+    assert d["patterns"][0]["checks"][0]["passed"] is False
+    assert math.isclose(est.correction_cost(), est.unit_price * est.rework_multiplier * est.cycle_factor)
+
+
+def test_composition_from_batch() -> None:
+    n = 4
+    ann = Annotations(
+        id=np.arange(n, dtype=np.int64),
+        image=np.zeros(n, np.int32),
+        category=np.array([0, 0, 1, -1], np.int32),
+        image_id=np.zeros(n, np.int64),
+        category_id=np.array([1, 1, 2, 9], np.int64),
+        bbox=np.ones((n, 4)),
+        area=np.ones(n),
+        iscrowd=np.zeros(n, bool),
+        score=np.full(n, np.nan),
+        annotator=np.full(n, -1, np.int32),
+        line=np.arange(n, dtype=np.int32) + 1,
+        file=np.zeros(n, np.int32),
+        seg_kind=np.array([SEG_NONE, SEG_POLYGON, SEG_RLE, SEG_NONE], np.int8),
+        poly_xy=np.zeros(6),
+        ring_offsets=np.array([0, 6], np.int64),
+        ann_ring_offsets=np.array([0, 0, 1, 1, 1], np.int64),
+        rle=np.array([None, None, {"size": [1, 1], "counts": "1"}, None], dtype=object),
+        keypoints=np.zeros(3),
+        kp_offsets=np.array([0, 0, 0, 0, 1], np.int64),
+        num_keypoints=np.array([-1, -1, -1, 1], np.int32),
+    )
+    cats = Categories(
+        id=np.array([1, 2], np.int64),
+        name=np.array(["person", "car"], dtype=object),
+        supercategory=np.array(["", ""], dtype=object),
+        keypoints=((), ()),
+        line=np.array([1, 2], np.int32),
+    )
+    batch = Batch(path=Path("b.json"), format="coco", images=Images.empty(), categories=cats, annotations=ann, files=("b.json",))
+    assert composition_from_batch(batch) == {
+        ("person", "bbox"): 1,
+        ("person", "polygon"): 1,
+        ("car", "mask"): 1,
+        (None, "keypoints"): 1,
+    }

@@ -1,0 +1,309 @@
+"""annogate.matching against pycocotools' COCOeval, and the behaviours it adds.
+
+Conformance data (read from ../shared/thirdparty, never copied):
+* ``faster_coco_eval/tests/dataset/cocoapi/instances_val2014_100.json`` — COCO
+  val2014 ground truth, 100 images (MiXaiLL76/faster_coco_eval, Apache-2.0;
+  annotations CC BY 4.0);
+* ``cocoapi/results/instances_val2014_fake{bbox,segm}100_results.json`` — the cocoapi
+  demo detections (cocodataset/cocoapi, BSD-2);
+* ``faster_coco_eval/tests/dataset/{gt,dt}_dataset.json`` — polygons vs polygons
+  (MiXaiLL76/faster_coco_eval, Apache-2.0).
+
+The tests build Batches with a small converter of their own (``coco_batch``) so that
+they test matching alone, independent of the COCO reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from annogate.matching import COCO_KEYPOINT_SIGMAS, MatchSettings, Status, box_iou, match
+from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE, Annotations, Batch, Categories, Images
+
+pycocotools = pytest.importorskip("pycocotools")
+from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.cocoeval import COCOeval  # noqa: E402
+
+GT100 = "faster_coco_eval/tests/dataset/cocoapi/instances_val2014_100.json"
+BBOX100 = "cocoapi/results/instances_val2014_fakebbox100_results.json"
+SEGM100 = "cocoapi/results/instances_val2014_fakesegm100_results.json"
+
+
+def coco_batch(data: Any, *, images_from: Batch | None = None, path: str = "batch.json") -> Batch:
+    """A Batch from a COCO dict, or from a results list resolved against ``images_from``."""
+    if isinstance(data, list):
+        assert images_from is not None
+        ims, cats = images_from.images, images_from.categories
+        anns = data
+    else:
+        imgs = data.get("images", [])
+        ims = Images(
+            id=np.array([i["id"] for i in imgs], np.int64),
+            file_name=np.array([i["file_name"] for i in imgs] or [], object),
+            width=np.array([i.get("width", np.nan) for i in imgs], np.float64),
+            height=np.array([i.get("height", np.nan) for i in imgs], np.float64),
+            line=np.zeros(len(imgs), np.int32),
+        )
+        cs = data.get("categories", [])
+        cats = Categories(
+            id=np.array([c["id"] for c in cs], np.int64),
+            name=np.array([c["name"] for c in cs] or [], object),
+            supercategory=np.array([c.get("supercategory", "") for c in cs] or [], object),
+            keypoints=tuple(tuple(c.get("keypoints", ())) for c in cs),
+            line=np.zeros(len(cs), np.int32),
+        )
+        anns = data.get("annotations", [])
+    img_ix = {int(v): i for i, v in enumerate(ims.id.tolist())}
+    cat_ix = {int(v): i for i, v in enumerate(cats.id.tolist())}
+    n = len(anns)
+    poly: list[float] = []
+    ring_off = [0]
+    ann_ring = [0]
+    kps: list[float] = []
+    kp_off = [0]
+    seg_kind = np.zeros(n, np.int8)
+    rle = np.empty(n, object)
+    bbox = np.full((n, 4), np.nan)
+    for k, a in enumerate(anns):
+        seg = a.get("segmentation")
+        if isinstance(seg, list) and seg:
+            seg_kind[k] = SEG_POLYGON
+            for ring in seg:
+                poly.extend(ring)
+                ring_off.append(len(poly))
+        elif isinstance(seg, dict):
+            seg_kind[k] = SEG_RLE
+            rle[k] = seg
+        else:
+            seg_kind[k] = SEG_NONE
+        ann_ring.append(len(ring_off) - 1)
+        kp = a.get("keypoints") or []
+        kps.extend(kp)
+        kp_off.append(len(kps) // 3)
+        if "bbox" in a:
+            bbox[k] = a["bbox"]
+    annots = Annotations(
+        id=np.array([a.get("id", k + 1) for k, a in enumerate(anns)], np.int64),
+        image=np.array([img_ix.get(a["image_id"], -1) for a in anns], np.int32),
+        category=np.array([cat_ix.get(a["category_id"], -1) for a in anns], np.int32),
+        image_id=np.array([a["image_id"] for a in anns], np.int64),
+        category_id=np.array([a["category_id"] for a in anns], np.int64),
+        bbox=bbox,
+        area=np.array([a.get("area", np.nan) for a in anns], np.float64),
+        iscrowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], np.bool_),
+        score=np.array([a.get("score", np.nan) for a in anns], np.float64),
+        annotator=np.full(n, -1, np.int32),
+        line=np.arange(1, n + 1, dtype=np.int32),
+        file=np.zeros(n, np.int32),
+        seg_kind=seg_kind,
+        poly_xy=np.array(poly, np.float64),
+        ring_offsets=np.array(ring_off, np.int64),
+        ann_ring_offsets=np.array(ann_ring, np.int64),
+        rle=rle,
+        keypoints=np.array(kps, np.float64),
+        kp_offsets=np.array(kp_off, np.int64),
+        num_keypoints=np.array([a.get("num_keypoints", -1) for a in anns], np.int32),
+    )
+    return Batch(path=Path(path), format="coco", images=ims, categories=cats, annotations=annots, files=(path,))
+
+
+def coco_eval_img(gt_data: Any, dt_data: list[Any], iou_type: str, **params: Any) -> list[dict[str, Any]]:
+    """pycocotools' per-image, per-class evaluation at IoU 0.5, area "all", maxDets 100."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = copy.deepcopy(gt_data)
+        gt.createIndex()
+        dt = gt.loadRes(copy.deepcopy(dt_data))
+        ev = COCOeval(gt, dt, iou_type)
+        ev.params.iouThrs = np.array([0.5])
+        ev.params.areaRng = [ev.params.areaRng[0]]
+        ev.params.areaRngLbl = ["all"]
+        for k, v in params.items():
+            setattr(ev.params, k, v)
+        ev.evaluate()
+    return [e for e in ev.evalImgs if e is not None]
+
+
+def assert_same_as_cocoeval(gold: Batch, batch: Batch, evals: list[dict[str, Any]], settings: MatchSettings, det_ids: np.ndarray) -> int:
+    """Every image and class: same dt->gt matches, same ignored flags, same gt matches."""
+    res = match(batch, gold, settings)
+    gid = gold.annotations.id
+    row_of_gid = {int(v): i for i, v in enumerate(gid.tolist())}
+    row_of_did = {int(v): i for i, v in enumerate(det_ids.tolist())}
+    # pass-1 view (COCOeval knows nothing of the class-agnostic pass)
+    p1 = np.isin(res.batch_status, [Status.MATCHED, Status.IGNORED])
+    checked = 0
+    for e in evals:
+        for did, m, ig in zip(e["dtIds"], e["dtMatches"][0], e["dtIgnore"][0], strict=True):
+            r = row_of_did[did]
+            ours = int(gid[res.batch_match[r]]) if p1[r] and res.batch_match[r] >= 0 else 0
+            assert ours == int(m), (e["image_id"], e["category_id"], did)
+            assert (res.batch_status[r] == Status.IGNORED) == bool(ig), (e["image_id"], did)
+            assert res.batch_status[r] != Status.TRUNCATED
+            checked += 1
+        for g, m, ig in zip(e["gtIds"], e["gtMatches"][0], e["gtIgnore"], strict=True):
+            r = row_of_gid[g]
+            assert (res.gold_status[r] == Status.IGNORED) == bool(ig)
+            if ig:
+                ours = int(det_ids[res.gold_match[r]]) if res.gold_match[r] >= 0 else 0
+            else:
+                ours = int(det_ids[res.gold_match[r]]) if res.gold_status[r] == Status.MATCHED else 0
+            assert ours == int(m), (e["image_id"], e["category_id"], g)
+            checked += 1
+    return checked
+
+
+@pytest.fixture(scope="module")
+def gt100(thirdparty: Path) -> tuple[Any, Batch]:
+    data = json.loads((thirdparty / GT100).read_text())
+    return data, coco_batch(data, path=str(thirdparty / GT100))
+
+
+@pytest.mark.parametrize(("results", "iou_type"), [(BBOX100, "bbox"), (SEGM100, "segm")])
+def test_same_matches_as_pycocotools_val2014(thirdparty: Path, gt100: tuple[Any, Batch], results: str, iou_type: str) -> None:
+    gt_data, gold = gt100
+    dets = json.loads((thirdparty / results).read_text())
+    batch = coco_batch(dets, images_from=gold)
+    evals = coco_eval_img(gt_data, dets, iou_type)
+    n = assert_same_as_cocoeval(gold, batch, evals, MatchSettings(iou_type=iou_type), np.arange(1, len(dets) + 1))  # type: ignore[arg-type]
+    assert n > 1000
+
+
+@pytest.mark.parametrize("iou", [0.5, 0.75, 0.95])
+def test_same_matches_other_thresholds(thirdparty: Path, gt100: tuple[Any, Batch], iou: float) -> None:
+    gt_data, gold = gt100
+    dets = json.loads((thirdparty / BBOX100).read_text())
+    batch = coco_batch(dets, images_from=gold)
+    evals = coco_eval_img(gt_data, dets, "bbox", iouThrs=np.array([iou]))
+    assert_same_as_cocoeval(gold, batch, evals, MatchSettings(iou=iou), np.arange(1, len(dets) + 1))
+
+
+def test_polygons_vs_polygons(thirdparty: Path) -> None:
+    base = thirdparty / "faster_coco_eval/tests/dataset"
+    gt_data = json.loads((base / "gt_dataset.json").read_text())
+    dt_data = json.loads((base / "dt_dataset.json").read_text())
+    dets = dt_data["annotations"] if isinstance(dt_data, dict) else dt_data
+    gold = coco_batch(gt_data)
+    batch = coco_batch(dets, images_from=gold)
+    for iou_type in ("segm", "bbox"):
+        evals = coco_eval_img(gt_data, dets, iou_type)
+        assert_same_as_cocoeval(gold, batch, evals, MatchSettings(iou_type=iou_type), np.arange(1, len(dets) + 1))  # type: ignore[arg-type]
+
+
+def test_keypoints_same_as_pycocotools(thirdparty: Path) -> None:
+    base = thirdparty / "faster_coco_eval/tests/keypoints_dataset"
+    files = sorted(p.name for p in base.glob("*.json"))
+    gt_name = next(f for f in files if "gt" in f or "val" in f)
+    dt_name = next(f for f in files if f != gt_name)
+    gt_data = json.loads((base / gt_name).read_text())
+    dets = json.loads((base / dt_name).read_text())
+    dets = dets["annotations"] if isinstance(dets, dict) else dets
+    gold = coco_batch(gt_data)
+    batch = coco_batch(dets, images_from=gold)
+    evals = coco_eval_img(gt_data, dets, "keypoints", maxDets=[100])
+    assert_same_as_cocoeval(gold, batch, evals, MatchSettings(iou_type="keypoints"), np.arange(1, len(dets) + 1))
+
+
+# ---------------------------------------------------------------------------
+# synthetic cases
+
+
+def _doc(anns: list[dict[str, Any]], cats: tuple[str, ...] = ("person", "car")) -> dict[str, Any]:
+    return {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 100}, {"id": 2, "file_name": "b.jpg", "width": 200, "height": 100}],
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(cats)],
+        "annotations": [{"id": k + 1, "iscrowd": 0, **a, "area": a["bbox"][2] * a["bbox"][3]} for k, a in enumerate(anns)],
+    }
+
+
+def test_wrong_class_is_mislabelled_not_missing_plus_extra() -> None:
+    gold = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50]}]))
+    batch = coco_batch(_doc([{"image_id": 1, "category_id": 2, "bbox": [11, 10, 50, 50]}]))
+    res = match(batch, gold)
+    assert res.batch_status.tolist() == [Status.MISLABELLED]
+    assert res.gold_status.tolist() == [Status.MISLABELLED]
+    assert res.counts()["extra"] == 0 and res.counts()["missing"] == 0
+    rows, grows, iou = res.pairs()
+    assert rows.tolist() == [0] and grows.tolist() == [0] and iou[0] > 0.9
+    assert match(batch, gold, MatchSettings(class_agnostic=False)).counts()["extra"] == 1
+
+
+def test_images_join_by_file_name_not_id() -> None:
+    g = _doc([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50]}])
+    b = _doc([{"image_id": 7, "category_id": 1, "bbox": [10, 10, 50, 50]}])
+    b["images"] = [{"id": 7, "file_name": "a.jpg", "width": 200, "height": 100}]
+    res = match(coco_batch(b), coco_batch(g))
+    assert res.batch_status.tolist() == [Status.MATCHED]
+    assert res.images.tolist() == [0]  # b.jpg is not in the batch: not evaluated
+
+
+def test_crowd_absorbs_as_ignored() -> None:
+    gold = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 100], "iscrowd": 1}]))
+    batch = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}, {"image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 20], "score": 0.8}]))
+    res = match(batch, gold)
+    assert res.batch_status.tolist() == [Status.IGNORED, Status.IGNORED]
+    assert res.gold_status.tolist() == [Status.IGNORED]
+    assert res.gold_match.tolist() == [1]  # the last absorbed, as COCOeval's gtMatches
+    assert res.counts()["extra"] == 0 and res.counts()["missing"] == 0
+
+
+def test_tie_goes_to_later_golden_and_score_order() -> None:
+    gold = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}, {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}]))
+    batch = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.1}, {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}]))
+    res = match(batch, gold)
+    # higher score first takes the later of two equal golden objects
+    assert res.batch_match.tolist() == [0, 1]
+
+
+def test_max_dets_truncates_per_image_and_class() -> None:
+    gold = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}]))
+    batch = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": s} for s in (0.5, 0.9, 0.7)]))
+    res = match(batch, gold, MatchSettings(max_dets=2))
+    assert res.batch_status.tolist() == [Status.TRUNCATED, Status.MATCHED, Status.UNMATCHED]
+
+
+def test_restrict_rows_for_agreement() -> None:
+    data = _doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}, {"image_id": 1, "category_id": 1, "bbox": [1, 0, 10, 10]}])
+    b = coco_batch(data)
+    res = match(b, b, batch_rows=[1], gold_rows=[0])
+    assert res.batch_status.tolist() == [Status.UNEVALUATED, Status.MATCHED]
+    assert res.gold_status.tolist() == [Status.MATCHED, Status.UNEVALUATED]
+
+
+def test_long_conflict_chain_matches_sequential_loop() -> None:
+    # 150 boxes in a diagonal chain: every detection overlaps two golden boxes
+    g = [{"image_id": 1, "category_id": 1, "bbox": [float(i), 0.0, 10.0, 10.0]} for i in range(150)]
+    d = [{"image_id": 1, "category_id": 1, "bbox": [i + 0.6, 0.0, 10.0, 10.0], "score": 1 - i / 1000} for i in range(150)]
+    gd, dd = _doc(g), _doc(d)
+    gold, batch = coco_batch(gd), coco_batch(dd)
+    dets = [{**a, "id": None} for a in dd["annotations"]]
+    for a in dets:
+        a.pop("id")
+    evals = coco_eval_img(gd, dets, "bbox", maxDets=[200])
+    assert_same_as_cocoeval(gold, batch, evals, MatchSettings(max_dets=200), np.arange(1, 151))
+
+
+def test_box_iou_matches_pycocotools() -> None:
+    from pycocotools import mask as mu
+
+    rng = np.random.default_rng(1)
+    d = rng.uniform(0, 50, (30, 4))
+    g = rng.uniform(0, 50, (20, 4))
+    crowd = rng.uniform(size=20) < 0.3
+    np.testing.assert_array_equal(box_iou(d, g, crowd), mu.iou(d.tolist(), g.tolist(), crowd.astype(int).tolist()))
+
+
+def test_sigmas_and_settings() -> None:
+    assert len(COCO_KEYPOINT_SIGMAS) == 17
+    with pytest.raises(ValueError):
+        MatchSettings(iou_type="mask")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        MatchSettings(max_dets=0)
