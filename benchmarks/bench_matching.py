@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from annogate.matching import MatchResult, MatchSettings, Status, match  # noqa: E402
-from annogate.model import SEG_POLYGON, Annotations, Batch, Categories, Images  # noqa: E402
+from annogate.matching import MatchResult, MatchSettings, Status, match
+from annogate.model import SEG_POLYGON, Annotations, Batch, Categories, Images
 
 W, H, NV, NCLS = 640.0, 480.0, 16, 20
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((iou_type, "faster-coco-eval COCO+loadRes", fast_load, "(not in ratio)"))
         line = f"{iou_type}: {res.counts()}; matches == faster-coco-eval: {same_fast}"
         if not a.no_pycocotools:
-            slow, slow_load, evals = run_pycocotools(gt, dts, iou_type)
+            slow, _slow_load, evals = run_pycocotools(gt, dts, iou_type)
             same_py = ours == _cocoeval_pairs(evals)
             ok &= same_py
             rows.append((iou_type, "pycocotools evaluate", slow, f"{fast / slow:.2f}x"))

@@ -702,5 +702,5 @@ def match(
         batch_image=bimg,
         gold_image=g2b,
         images=evaluated,
-        meta={"candidate_pairs": int(len(pi))},
+        meta={"candidate_pairs": len(pi)},
     )

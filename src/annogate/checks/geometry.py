@@ -503,30 +503,14 @@ def _check_polygons(batch: Batch, cfg: _Config, width: F64, height: F64, out: _C
     # Rings GEOS must judge: the star test did not prove them and they are well-formed.
     to_geos = even & finite & (npts >= 3) & ~proven
     reason = np.full(r_total, "", dtype=object)
-    zero = np.zeros(r_total, bool)
     n_unique = npts.copy()
-    sel = np.flatnonzero(to_geos)
-    if sel.size:
-        pos = np.searchsorted(ring_rows, sel)  # rows of sel within pts/pt_off
-        idx = _gather_segments(pt_off[pos], cnt_all[pos])
-        owner = np.repeat(np.arange(sel.size), cnt_all[pos])
-        rings = shapely.linearrings(pts[idx], indices=owner)
-        n_unique[sel] = shapely.get_num_coordinates(shapely.extract_unique_points(rings))
-        hull = shapely.area(shapely.convex_hull(rings))
-        span = np.maximum(bx1[sel] - bx0[sel], by1[sel] - by0[sel])
-        degenerate = hull <= 1e-12 * span * span
-        few[sel] |= n_unique[sel] < 3
-        zero[sel] = degenerate & (n_unique[sel] >= 3)
-        check = ~degenerate & (n_unique[sel] >= 3)
-        reasons = shapely.is_valid_reason(shapely.polygons(rings[check]))
-        r_sel = sel[check]
-        reason[r_sel] = reasons
-        invalid_mask = reasons != "Valid Geometry"
-        invalid_rows = r_sel[invalid_mask]
-    else:
-        invalid_rows = np.empty(0, np.int64)
     invalid = np.zeros(r_total, bool)
-    invalid[invalid_rows] = True
+    zero = np.zeros(r_total, bool)
+    sel = np.flatnonzero(to_geos)
+    pos_all = np.searchsorted(ring_rows, sel)  # rows of sel within pts / pt_off
+    sel_off = np.concatenate([[0], np.cumsum(cnt_all[pos_all])]).astype(np.int64)
+    for a, b in _chunks(sel_off, _CHUNK_POINTS):
+        _geos_rings(pts, pt_off[pos_all[a:b]], cnt_all[pos_all[a:b]], sel[a:b], bx0, by0, bx1, by1, n_unique, few, zero, invalid, reason)
 
     def ring_finding(rule: str, mask: B, describe: Callable[[int], str], value: Callable[[int], float] | None) -> None:
         rings_bad = np.flatnonzero(mask)
@@ -597,6 +581,49 @@ def _check_polygons(batch: Batch, cfg: _Config, width: F64, height: F64, out: _C
         "rings_validated_by_shapely": int(sel.size),
     }
     return segs, stats
+
+
+def _geos_rings(
+    pts: F64,
+    starts: I64,
+    counts: I64,
+    rows: I64,
+    bx0: F64,
+    by0: F64,
+    bx1: F64,
+    by1: F64,
+    n_unique: I64,
+    few: B,
+    zero: B,
+    invalid: B,
+    reason: npt.NDArray[np.object_],
+) -> None:
+    """Judge rings the star test could not prove, with shapely's array API (in place).
+
+    ``is_valid`` on the LinearRings decides (for a polygon without holes it agrees
+    with the polygon's validity and spares building polygons); only the invalid rings
+    are then classified: fewer than 3 distinct points, all points collinear (zero
+    area: GEOS calls that a self-intersection, a user would not), or invalid with
+    GEOS's reason for the polygon, which names the kind and location of the defect.
+    """
+    idx = _gather_segments(starts, counts)
+    owner = np.repeat(np.arange(rows.size), counts)
+    rings = shapely.linearrings(pts[idx], indices=owner)
+    bad = np.flatnonzero(~shapely.is_valid(rings))
+    if bad.size == 0:
+        return
+    r_bad = rows[bad]
+    uniq = np.asarray(shapely.get_num_coordinates(shapely.extract_unique_points(rings[bad])), np.int64)
+    hull = np.asarray(shapely.area(shapely.convex_hull(rings[bad])), np.float64)
+    span = np.maximum(bx1[r_bad] - bx0[r_bad], by1[r_bad] - by0[r_bad])
+    n_unique[r_bad] = uniq
+    is_few = uniq < 3
+    is_zero = ~is_few & (hull <= 1e-12 * span * span)
+    rest = ~is_few & ~is_zero
+    few[r_bad[is_few]] = True
+    zero[r_bad[is_zero]] = True
+    invalid[r_bad[rest]] = True
+    reason[r_bad[rest]] = shapely.is_valid_reason(shapely.polygons(rings[bad[rest]]))
 
 
 def _union_areas(batch: Batch, rows: I64) -> F64:

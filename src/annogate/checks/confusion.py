@@ -1,0 +1,180 @@
+"""The class-confusion gate: which golden classes the batch labels as which.
+
+Why: a mislabel rate hides *where* the errors go. "3% of cyclists labelled
+pedestrian" is a systematic annotator habit that QA sampling rarely catches and
+that teaches a model the wrong boundary; a threshold per class pair catches it.
+
+The matrix is golden class x batch class over the golden gate's matching (shared
+through ``ctx.cache``, so the batch is matched once): same-class matches on the
+diagonal, class-agnostic (mislabelled) pairs off it, a ``missing`` column for
+golden objects without a counterpart and an ``extra`` row for batch objects
+without one. The rate of pair ``a->b`` is count(a, b) / all golden ``a`` objects
+(row total, missing included).
+
+Rules, ``[tool.annogate.confusion]`` (``additionalProperties: false``)::
+
+    pairs = { "cyclist->pedestrian" = 0.02 }   # rate of golden cyclists labelled pedestrian <= 2%
+    max_pair_rate = 0.05                        # the worst off-diagonal class pair
+    min_support = 20                            # golden objects a class needs for max_pair_rate
+    # file / iou_type / iou / max_dets / oks_sigmas: default to [tool.annogate.golden]'s
+
+Findings: one per confused object, rule ``confusion`` (a single error type, so the
+cost model and thresholds see one kind of defect) with the pair in the message
+("golden 'cyclist' labelled 'pedestrian'"); severity ``error`` when the object's
+pair breaks a limit, else ``warning``. These objects are also the golden gate's
+``mislabelled`` findings: the cost model should count them once. Checks use
+metric ``pair_rate`` (named pairs) and ``pair_rate.max`` (worst pair), scope
+``pair:a->b``, which the cost model reads as systematic confusion patterns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from annogate.checks.golden import MATCH_SCHEMA, golden_match
+from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_rows
+from annogate.gates import Gate, GateContext
+from annogate.matching import Status
+from annogate.model import Batch
+
+__all__ = ["GATE", "RULES_SCHEMA", "confusion_counts"]
+
+MISSING = "missing"
+EXTRA = "extra"
+TOP_PAIRS = 10
+
+RULES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Class confusion on golden images: limits per class pair and on the worst pair.",
+    "additionalProperties": False,
+    "properties": {
+        **MATCH_SCHEMA,
+        "pairs": {
+            "type": "object",
+            "propertyNames": {"pattern": "^.+->.+$"},
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+            "description": 'Max rate per "golden->batch" class pair.',
+        },
+        "max_pair_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        "min_support": {"type": "integer", "minimum": 1, "default": 1},
+    },
+}
+
+
+def confusion_counts(batch: Batch, golden: Batch, batch_status: np.ndarray, batch_match: np.ndarray, gold_status: np.ndarray) -> Counter[tuple[str, str]]:
+    """(golden class, batch class) -> count, with ``missing`` / ``extra`` as the odd column / row."""
+    gn = [str(n) for n in golden.categories.name.tolist()]
+    bn = [str(n) for n in batch.categories.name.tolist()]
+    gc = golden.annotations.category
+    bc = batch.annotations.category
+
+    def g(i: int) -> str:
+        return gn[gc[i]] if gc[i] >= 0 else "<unknown>"
+
+    def b(i: int) -> str:
+        return bn[bc[i]] if bc[i] >= 0 else "<unknown>"
+
+    out: Counter[tuple[str, str]] = Counter()
+    paired = np.flatnonzero((batch_status == Status.MATCHED) | (batch_status == Status.MISLABELLED))
+    for k, j in Counter(zip(gc[batch_match[paired]].tolist(), bc[paired].tolist(), strict=True)).items():
+        out[(gn[k[0]] if k[0] >= 0 else "<unknown>", bn[k[1]] if k[1] >= 0 else "<unknown>")] += j
+    for i in np.flatnonzero(gold_status == Status.UNMATCHED).tolist():
+        out[(g(i), MISSING)] += 1
+    for i in np.flatnonzero(batch_status == Status.UNMATCHED).tolist():
+        out[(EXTRA, b(i))] += 1
+    return out
+
+
+def run(batch: Batch, ctx: GateContext) -> GateResult:
+    """Confusion matrix on the golden images, checked per named pair and on the worst pair."""
+    gm = golden_match(batch, ctx)
+    if isinstance(gm, str):
+        failed = gm.startswith(("golden file not found", "cannot"))
+        return GateResult(gate="confusion", verdict="failed" if failed else "skipped", reason=gm)
+    res, golden = gm.result, gm.golden
+    if res.images.shape[0] == 0:
+        return GateResult(gate="confusion", verdict="skipped", reason=f"the batch has no image of the golden file {gm.golden_path.name}")
+    sec = ctx.section
+    counts = confusion_counts(batch, golden, res.batch_status, res.batch_match, res.gold_status)
+    row_total: Counter[str] = Counter()
+    for (a, _), n in counts.items():
+        if a != EXTRA:
+            row_total[a] += n
+
+    def rate(a: str, b: str) -> float:
+        return counts[(a, b)] / row_total[a] if row_total[a] else 0.0
+
+    off = sorted(
+        ((a, b) for (a, b) in counts if a != b and a != EXTRA and b != MISSING),
+        key=lambda p: (-rate(*p), -counts[p], p),
+    )
+    checks: list[ThresholdCheck] = []
+    limits: dict[str, float] = {}
+    for pair, lim in sorted(dict(sec.get("pairs", {})).items()):
+        a, b = pair.split("->", 1)
+        a, b = a.strip(), b.strip()
+        limits[f"{a}->{b}"] = float(lim)
+        checks.append(ThresholdCheck(metric="pair_rate", scope=f"pair:{a}->{b}", value=rate(a, b), limit=float(lim), op="<="))
+    worst: tuple[str, str] | None = None
+    support = int(sec.get("min_support", 1))
+    eligible = [p for p in off if row_total[p[0]] >= support]
+    if eligible:
+        worst = eligible[0]
+    if "max_pair_rate" in sec:
+        lim = float(sec["max_pair_rate"])
+        if worst is not None:
+            checks.append(ThresholdCheck(metric="pair_rate.max", scope=f"pair:{worst[0]}->{worst[1]}", value=rate(*worst), limit=lim, op="<="))
+        else:
+            checks.append(ThresholdCheck(metric="pair_rate.max", scope="overall", value=0.0, limit=lim, op="<="))
+    failing = {c.scope[len("pair:") :] for c in checks if not c.passed and c.scope.startswith("pair:")}
+    if "max_pair_rate" in sec:
+        mx = float(sec["max_pair_rate"])
+        failing |= {f"{a}->{b}" for a, b in eligible if rate(a, b) > mx}
+
+    mis = res.batch_rows(Status.MISLABELLED)
+    findings: list[Finding] = []
+    if mis.size:
+        gnames = [golden.category_name(int(g)) or "<unknown>" for g in res.batch_match[mis].tolist()]
+        bnames = [batch.category_name(int(i)) or "<unknown>" for i in mis.tolist()]
+        for sev in ("error", "warning"):
+            sel = [k for k in range(len(mis)) if (f"{gnames[k]}->{bnames[k]}" in failing) == (sev == "error")]
+            if sel:
+                findings += findings_for_rows(
+                    batch, mis[sel], gate="confusion", rule="confusion", severity=sev,  # type: ignore[arg-type]
+                    messages=[f"golden {gnames[k]!r} labelled {bnames[k]!r} (golden annotation {int(golden.annotations.id[res.batch_match[mis[k]]])})" for k in sel],
+                    values=res.batch_iou[mis[sel]],
+                )
+
+    gold_classes = sorted({a for a, _ in counts if a != EXTRA})
+    batch_classes = sorted({b for _, b in counts if b != MISSING})
+    matrix: list[list[Any]] = [["golden \\ batch", *batch_classes, MISSING]]
+    for a in [*gold_classes, EXTRA]:
+        matrix.append([a, *(counts[(a, b)] for b in batch_classes), counts[(a, MISSING)]])
+    top: list[list[Any]] = [["pair", "count", "golden", "rate", "limit"]]
+    for a, b in off[:TOP_PAIRS]:
+        p = f"{a}->{b}"
+        top.append([p, counts[(a, b)], row_total[a], round(rate(a, b), 4), limits.get(p)])
+    metrics = {
+        "pairs": {f"{a}->{b}": {"count": counts[(a, b)], "golden": row_total[a], "rate": rate(a, b)} for a, b in off},
+        "worst_pair": None if worst is None else {"pair": f"{worst[0]}->{worst[1]}", "rate": rate(*worst)},
+        "confused": int(sum(counts[p] for p in off)),
+        "matrix": {"rows": [*gold_classes, EXTRA], "columns": [*batch_classes, MISSING], "counts": [r[1:] for r in matrix[1:]]},
+        "golden_file": str(gm.golden_path),
+    }
+    population = int(sum(row_total.values()))
+    return GateResult.from_checks(
+        gate="confusion", population=population, checks=checks, findings=findings, metrics=metrics,
+        tables={"confusion_matrix": matrix, "confusion_top_pairs": top},
+    )
+
+
+GATE = Gate(
+    name="confusion",
+    run=run,
+    rules_schema=RULES_SCHEMA,
+    description="Golden class x batch class on matched objects, with limits per class pair.",
+    order=40,
+)
