@@ -307,3 +307,15 @@ def test_sigmas_and_settings() -> None:
         MatchSettings(iou_type="mask")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         MatchSettings(max_dets=0)
+
+
+@pytest.mark.parametrize(("results", "iou_type"), [(BBOX100, "bbox"), (SEGM100, "segm")])
+def test_same_matches_through_the_coco_reader(thirdparty: Path, results: str, iou_type: str) -> None:
+    """The same conformance, with both files read by annogate's own COCO reader."""
+    formats = pytest.importorskip("annogate.formats")
+    gold = formats.load_batch(thirdparty / GT100)
+    batch = formats.load_batch(thirdparty / results, images_from=gold)
+    gt_data = json.loads((thirdparty / GT100).read_text())
+    dets = json.loads((thirdparty / results).read_text())
+    evals = coco_eval_img(gt_data, dets, iou_type)
+    assert_same_as_cocoeval(gold, batch, evals, MatchSettings(iou_type=iou_type), np.arange(1, len(dets) + 1))  # type: ignore[arg-type]

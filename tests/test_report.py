@@ -180,6 +180,7 @@ def test_workflow_commands_first_k_per_file(tmp_path: Path) -> None:
     assert len(geo_lines) == 2
     assert any(c.startswith("::notice file=labels/a.json,") and "6 more findings" in c for c in out)
     assert "::error file=labels/a.json,title=annogate golden%3A threshold missed::precision (overall) = 0.8, limit >= 0.9" in out
+    assert not any("tiny_box.count" in c for c in out)  # its findings are annotated one by one
     assert not any("recall" in c for c in out)  # nan: nothing measured
     warn = workflow_commands(outcomes(), max_per_file=100)
     assert any(c.startswith("::warning file=labels/a.json,line=500,") for c in warn)

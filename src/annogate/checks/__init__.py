@@ -13,7 +13,7 @@ from annogate.gates import Gate
 
 __all__ = ["BUILTIN_GATE_MODULES", "builtin_gates"]
 
-BUILTIN_GATE_MODULES = ("schema",)
+BUILTIN_GATE_MODULES = ("schema", "geometry", "golden", "confusion", "agreement")
 
 
 def builtin_gates() -> list[Gate]:

@@ -176,18 +176,113 @@ ANNOTATOR_COLUMNS = [
 _NO_MAX_DETS = 2**31 - 1
 
 
-def _match_pair(batch: Batch, rows_a: I64, rows_b: I64, settings: MatchSettings) -> tuple[I64, I64, F64]:
-    """One-to-one matches between two annotators' objects, on all shared images at once.
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Pairing:
+    """All pairwise matches of a batch: edges (batch rows) and per annotator-pair sums."""
 
-    ``annogate.matching.match`` with the batch on both sides (``a`` plays the
-    detections, ``b`` the reference), same-class pass first, then the
-    class-agnostic pass: a right box with another class is still the same object,
-    which is what alpha on classes needs. Returns batch rows of ``a``, of ``b``,
-    and the IoU (or OKS) of each match.
+    edge_a: I64
+    edge_b: I64
+    edge_iou: F64
+    pairs: dict[tuple[int, int], dict[str, float]]
+
+
+def _match_all(
+    batch: Batch,
+    rows: I64,
+    row_key: I64,
+    cover_img: I64,
+    cover_coder: I64,
+    image_key: I64,
+    span: int,
+    settings: MatchSettings,
+) -> _Pairing:
+    """One-to-one matches for every annotator pair on every image both covered, in one call.
+
+    Why one call: :func:`annogate.matching.match` is vectorised over images, but a
+    call per annotator pair would cost a pass over the whole batch per pair, and a
+    crowd-sourced batch can have thousands of pairs. So each (image, annotator
+    pair) becomes one *virtual image*: side ``a`` holds the first annotator's
+    objects there, side ``b`` the second's (an object appears once per other
+    annotator on its image), and a single ``match`` pairs them all. ``a`` plays
+    the detections (file order, no score cut), ``b`` the reference; the
+    same-class pass comes first, then the class-agnostic pass, since a right box
+    with another class is still the same object, which alpha on classes needs.
     """
-    result = match(batch, batch, settings, batch_rows=rows_a, gold_rows=rows_b)
-    ra, rb, ious = result.pairs(mislabelled=True)
-    return ra.astype(np.int64), rb.astype(np.int64), ious.astype(np.float64)
+    ann = batch.annotations
+    # (image, annotator pair) combinations from the coverage, sorted by image then annotator.
+    bounds = np.flatnonzero(np.r_[True, cover_img[1:] != cover_img[:-1], True])
+    starts, sizes = bounds[:-1], np.diff(bounds)
+    pos_a: list[I64] = []
+    pos_b: list[I64] = []
+    for k in np.unique(sizes).tolist():
+        st = starts[sizes == k]
+        for i, j in combinations(range(k), 2):
+            pos_a.append(st + i)
+            pos_b.append(st + j)
+    pa = np.concatenate(pos_a) if pos_a else np.empty(0, np.int64)
+    pb = np.concatenate(pos_b) if pos_b else np.empty(0, np.int64)
+    v_img, v_ca, v_cb = cover_img[pa], cover_coder[pa], cover_coder[pb]
+    pair_keys, v_pair = np.unique(v_ca * span + v_cb, return_inverse=True)
+    v_pair = v_pair.ravel()
+    n_virtual = int(v_img.shape[0])
+
+    r_coder = ann.annotator[rows].astype(np.int64)
+    r_key = row_key[rows] * span + r_coder
+
+    def side(v_coder: I64) -> tuple[I64, I64]:
+        """Rows of each virtual image's annotator on its image, sorted by (virtual image, row)."""
+        vkey = v_img * span + v_coder
+        order = np.argsort(vkey, kind="stable")
+        sk = vkey[order]
+        lo, hi = np.searchsorted(sk, r_key, "left"), np.searchsorted(sk, r_key, "right")
+        s_rows = np.repeat(rows, hi - lo)
+        s_virtual = order[_ranges(lo, hi)]
+        o = np.lexsort((s_rows, s_virtual))
+        return s_rows[o], s_virtual[o].astype(np.int64)
+
+    a_rows, a_virtual = side(v_ca)
+    b_rows, b_virtual = side(v_cb)
+
+    first_row = np.zeros(int(image_key.max(initial=-1)) + 1, np.int64)
+    first_row[image_key[::-1]] = np.arange(image_key.shape[0])[::-1]
+    real = first_row[v_img]
+    images = Images(
+        id=np.arange(n_virtual, dtype=np.int64),
+        file_name=np.array([str(i) for i in range(n_virtual)], dtype=object),
+        width=batch.images.width[real],
+        height=batch.images.height[real],
+        line=batch.images.line[real],
+    )
+
+    def virtual_batch(s_rows: I64, s_virtual: I64) -> Batch:
+        sub = replace(_take(ann, s_rows), image=s_virtual.astype(np.int32), image_id=s_virtual)
+        return Batch(
+            path=batch.path,
+            format=batch.format,
+            images=images,
+            categories=batch.categories,
+            annotations=sub,
+            files=batch.files,
+            annotators=batch.annotators,
+        )
+
+    result = match(virtual_batch(a_rows, a_virtual), virtual_batch(b_rows, b_virtual), settings)
+    ia, ib, ious = result.pairs(mislabelled=True)
+    edge_a, edge_b = a_rows[ia], b_rows[ib]
+    edge_iou = ious.astype(np.float64)
+    e_pair = v_pair[a_virtual[ia]]
+    n_pairs = int(pair_keys.shape[0])
+    same = (ann.category[edge_a] == ann.category[edge_b]).astype(np.float64)
+    sums = {
+        "images": np.bincount(v_pair, minlength=n_pairs),
+        "objects_a": np.bincount(v_pair[a_virtual], minlength=n_pairs),
+        "objects_b": np.bincount(v_pair[b_virtual], minlength=n_pairs),
+        "matched": np.bincount(e_pair, minlength=n_pairs),
+        "iou_sum": np.bincount(e_pair, weights=edge_iou, minlength=n_pairs),
+        "class_agree": np.bincount(e_pair, weights=same, minlength=n_pairs),
+    }
+    pairs = {(int(k // span), int(k % span)): {name: float(col[i]) for name, col in sums.items()} for i, k in enumerate(pair_keys.tolist())}
+    return _Pairing(edge_a=edge_a.astype(np.int64), edge_b=edge_b.astype(np.int64), edge_iou=edge_iou, pairs=pairs)
 
 
 # ---------------------------------------------------------------- analysis
@@ -304,35 +399,9 @@ def analyse(
         coverage[c].add(g)
 
     # Pair every two annotators on the images they share.
-    covered = np.zeros((span, int(image_key.max(initial=-1)) + 1), np.bool_)
-    covered[cover_coder, cover_img] = True
-    edges_a: list[I64] = []
-    edges_b: list[I64] = []
-    edges_iou: list[F64] = []
-    pairs: dict[tuple[int, int], dict[str, float]] = {}
+    pairing = _match_all(batch, rows, row_key, cover_img, cover_coder, image_key, span, settings)
+    edge_a, edge_b, edge_iou, pairs = pairing.edge_a, pairing.edge_b, pairing.edge_iou, pairing.pairs
     r_coder, r_key = coder_all[rows], row_key[rows]
-    for ca, cb in combinations(sorted(coverage), 2):
-        shared = covered[ca] & covered[cb]
-        n_shared = int(shared.sum())
-        if n_shared == 0:
-            continue
-        on = shared[r_key]
-        rows_a, rows_b = rows[on & (r_coder == ca)], rows[on & (r_coder == cb)]
-        ra, rb, ious = _match_pair(batch, rows_a, rows_b, settings)
-        pairs[(ca, cb)] = {
-            "images": float(n_shared),
-            "objects_a": float(rows_a.shape[0]),
-            "objects_b": float(rows_b.shape[0]),
-            "matched": float(ra.shape[0]),
-            "iou_sum": float(ious.sum()),
-            "class_agree": float((ann.category[ra] == ann.category[rb]).sum()),
-        }
-        edges_a.append(ra)
-        edges_b.append(rb)
-        edges_iou.append(ious)
-    edge_a = np.concatenate(edges_a) if edges_a else np.empty(0, np.int64)
-    edge_b = np.concatenate(edges_b) if edges_b else np.empty(0, np.int64)
-    edge_iou = np.concatenate(edges_iou) if edges_iou else np.empty(0, np.float64)
 
     # Units: connected components, at most one object per annotator each.
     comp = _components(n, edge_a, edge_b)[rows]
@@ -560,11 +629,53 @@ def _class(batch: Batch, k: int) -> str:
     return str(batch.categories.name[k]) if 0 <= k < len(batch.categories) else f"#{k}"
 
 
-def _alpha(a: AgreementAnalysis, unmatched: str, mask: B | None = None) -> float:
-    sel = np.ones(a.entry_unit.shape, np.bool_) if mask is None else mask
-    if unmatched == "missing":
-        sel = sel & (a.entry_row >= 0)
+def _alpha(a: AgreementAnalysis, unmatched: str) -> float:
+    sel = a.entry_row >= 0 if unmatched == "missing" else np.ones(a.entry_unit.shape, np.bool_)
     return krippendorff_alpha_nominal_sparse(a.entry_unit[sel], a.entry_vote[sel].astype(np.float64))
+
+
+def _pairs_within(group: I64) -> tuple[I64, I64]:
+    """Positions ``(i, j)``, ``i < j``, of every two elements of the same group (``group`` sorted)."""
+    bounds = np.flatnonzero(np.r_[True, group[1:] != group[:-1], True]) if group.size else np.zeros(1, np.int64)
+    starts, sizes = bounds[:-1], np.diff(bounds)
+    pos_i: list[I64] = []
+    pos_j: list[I64] = []
+    for k in np.unique(sizes).tolist():
+        st = starts[sizes == k]
+        for i, j in combinations(range(k), 2):
+            pos_i.append(st + i)
+            pos_j.append(st + j)
+    if not pos_i:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(pos_i).astype(np.int64), np.concatenate(pos_j).astype(np.int64)
+
+
+def _pair_alphas(a: AgreementAnalysis, unmatched: str, span: int) -> dict[tuple[int, int], float]:
+    """Alpha of every annotator pair, all at once.
+
+    Restricted to two coders, the pairable units are those where both gave a
+    value, each with exactly two values, so alpha reduces to counts:
+    ``n = 2 U``, ``sum o_cc = 2 * agreements``, and
+    ``alpha = 1 - (n - 1)(n - 2 agreements) / (n**2 - sum_c n_c**2)``. Computing it
+    from the within-unit entry pairs costs one pass, however many pairs there
+    are (a per-pair pass over all entries would not).
+    """
+    sel = a.entry_row >= 0 if unmatched == "missing" else np.ones(a.entry_unit.shape, np.bool_)
+    unit, coder, vote = a.entry_unit[sel], a.entry_coder[sel], a.entry_vote[sel]
+    i, j = _pairs_within(unit)  # entries are sorted by unit, then coder: coder[i] < coder[j]
+    keys, pair = np.unique(coder[i] * span + coder[j], return_inverse=True)
+    pair = pair.ravel()
+    n_pairs = int(keys.shape[0])
+    units = np.bincount(pair, minlength=n_pairs).astype(np.float64)
+    agree = np.bincount(pair, weights=(vote[i] == vote[j]).astype(np.float64), minlength=n_pairs)
+    v_span = int(vote.max(initial=0)) + 2
+    cells, n_c = np.unique(np.r_[pair * v_span + vote[i] + 1, pair * v_span + vote[j] + 1], return_counts=True)
+    sq = np.bincount(cells // v_span, weights=n_c.astype(np.float64) ** 2, minlength=n_pairs)
+    n = 2.0 * units
+    expected = n * n - sq
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alpha = np.where(expected > 0, 1.0 - (n - 1.0) * (n - 2.0 * agree) / expected, np.nan)
+    return {(int(k // span), int(k % span)): float(alpha[x]) for x, k in enumerate(keys.tolist())}
 
 
 def _findings(a: AgreementAnalysis) -> tuple[list[Finding], dict[int, dict[str, int]]]:
@@ -665,9 +776,10 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     # Per annotator pair.
     pair_rows: list[list[Any]] = [list(PAIR_COLUMNS)]
     pair_metrics: dict[str, dict[str, Any]] = {}
+    span = max(len(batch.annotators), max((max(k) for k in a.pairs), default=0) + 1)
+    pair_alpha = _pair_alphas(a, unmatched, span)
     for (ca, cb), st in sorted(a.pairs.items()):
-        mask = (a.entry_coder == ca) | (a.entry_coder == cb)
-        p_alpha = _alpha(a, unmatched, mask)
+        p_alpha = pair_alpha.get((ca, cb), math.nan)
         matched = st["matched"]
         denom = st["objects_a"] + st["objects_b"]
         rec = {

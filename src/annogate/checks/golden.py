@@ -72,6 +72,7 @@ __all__ = [
 ]
 
 EDGES = ("left", "top", "right", "bottom")
+_CACHE_SLOT = "annogate.golden.match"
 
 #: Keys that choose the golden file and how to match; the confusion gate accepts them too.
 MATCH_SCHEMA: dict[str, Any] = {
@@ -149,6 +150,9 @@ def match_settings(ctx: GateContext, section: Mapping[str, Any] | None = None) -
 def golden_match(batch: Batch, ctx: GateContext, section: Mapping[str, Any] | None = None) -> GoldenMatch | str:
     """Match ``batch`` with its golden file, once per batch, file and settings.
 
+    The match is kept in ``ctx.cache`` (one slot, the latest batch only, so a
+    session over many batches keeps memory flat) for the confusion gate.
+
     Returns the match, or a string saying why there is none (no file configured,
     unreadable file, no golden image in the batch) for a skipped/failed result.
     Raises nothing for bad input: the reasons are messages.
@@ -156,8 +160,9 @@ def golden_match(batch: Batch, ctx: GateContext, section: Mapping[str, Any] | No
     path, settings = match_settings(ctx, section)
     if path is None:
         return "no golden file configured (set `file` in [tool.annogate.golden] or top-level `golden`)"
-    key = f"annogate.golden|{path}|{settings.key()}|{batch.path}|{batch.sha256}|{id(batch)}"
-    hit = ctx.cache.get(key)
+    key = f"{path}|{settings.key()}|{batch.path}|{batch.sha256}|{id(batch)}|{len(batch.annotations)}"
+    slot = ctx.cache.setdefault(_CACHE_SLOT, {})
+    hit = slot.get(key)
     if hit is not None:
         return hit  # type: ignore[no-any-return]
     if not path.is_file():
@@ -171,7 +176,8 @@ def golden_match(batch: Batch, ctx: GateContext, section: Mapping[str, Any] | No
     except ValueError as e:
         return f"cannot match with {path}: {e}"
     gm = GoldenMatch(golden=golden, golden_path=path, result=result)
-    ctx.cache[key] = gm
+    slot.clear()  # one batch at a time: the session cache must not grow with every batch
+    slot[key] = gm
     return gm
 
 

@@ -97,6 +97,7 @@ class _Scanner:
         self.depth = 0
         self.lines_before = 0  # newlines before the current block
         self.root_is_array: bool | None = None
+        self.late_error: tuple[str, int] | None = None
 
     def error(self, msg: str, offset: int) -> JSONError:
         line, col = _line_col(self.path, offset)
@@ -137,9 +138,12 @@ class _Scanner:
         self.trailing_bs = tb + (self.trailing_bs if tb == len(raw) else 0)
         if depth.size:
             if int(depth.min()) < 0:
-                bad = int(pos[int(np.argmax(depth < 0))])
-                raise self.error("unbalanced closing bracket", base + bad)
-            self.depth = int(depth[-1])
+                # report after the events before it: a parse error there names a
+                # better place (e.g. "]" closing "{" inside an element)
+                k = int(np.argmax(depth < 0))
+                self.late_error = ("unbalanced closing bracket", base + int(pos[k]))
+                pos, delta, depth = pos[:k], delta[:k], depth[:k]
+            self.depth = int(depth[-1]) if depth.size else self.depth
         return pos, delta, depth
 
 
@@ -243,6 +247,8 @@ def scan_json(
                     pending_lines = []
                     skel_from = p
                     cut_from = p
+            if sc.late_error is not None:
+                raise sc.error(*sc.late_error)
             if in_big:
                 pending += block[cut_from:]
             else:
@@ -329,3 +335,23 @@ def _parse_chunk(
         # chunk's first line rather than misattribute lines
         ln = np.full(len(items), ln[0] if ln.size else _line_col(path, abs_start + lead)[0], np.int64)
     return Chunk(key=key, first=first, items=items, lines=ln)
+
+
+def top_level_array_keys(head: bytes) -> set[str]:
+    """Keys of the root object whose values are arrays, as far as ``head`` shows them.
+
+    Used to recognise a format by content from the first bytes of a file: nested
+    keys (``{"dependencies": {"images": []}}``) do not count.
+    """
+    sc = _Scanner(Path("<head>"), frozenset(), None)  # type: ignore[arg-type]
+    head = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    arr = np.frombuffer(head, np.uint8)
+    pos, delta, depth = sc.structure(arr, 0)
+    keys: set[str] = set()
+    for p in pos[(delta == 1) & (depth == 2)].tolist():
+        if head[p : p + 1] != b"[":
+            continue
+        m = _KEY_RE.search(head[max(0, p - 512) : p])
+        if m:
+            keys.add(m.group(1).decode("utf-8", "replace"))
+    return keys

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from annogate.findings import Finding
-from annogate.formats._jsonscan import Chunk, JSONError, Scan, scan_json
+from annogate.formats._jsonscan import Chunk, JSONError, Scan, scan_json, top_level_array_keys
 from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE, Annotations, Batch, Categories, Images
 
 __all__ = ["FORMAT", "ElementSample", "load_coco", "looks_like_coco"]
@@ -55,7 +55,9 @@ def looks_like_coco(path: Path, head: bytes) -> bool:
     JSON do not carry those keys as arrays.
     """
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    return stripped[:1] == b"{" and _KEY_SNIFF.search(head) is not None
+    if stripped[:1] != b"{" or _KEY_SNIFF.search(head) is None:
+        return False
+    return bool(top_level_array_keys(head) & BIG_KEYS)
 
 
 class _Builder:
@@ -165,7 +167,7 @@ class _Annotations(_Builder):
         self.id: list[int] = []
         self.image_id: list[int] = []
         self.category_id: list[int] = []
-        self.bbox: list[Any] = []
+        self.bbox: list[npt.NDArray[np.float64]] = []
         self.area: list[float] = []
         self.iscrowd: list[bool] = []
         self.score: list[float] = []
@@ -207,7 +209,8 @@ class _Annotations(_Builder):
         nan = float("nan")
         xy: list[Any] = []
         kps: list[Any] = []
-        ids, iids, cids, bbs = self.id, self.image_id, self.category_id, self.bbox
+        bbs: list[Any] = []
+        ids, iids, cids = self.id, self.image_id, self.category_id
         areas, crowd, scores, kinds = self.area, self.iscrowd, self.score, self.seg_kind
         rlen, rper, rles, kpc, nkp, annot = self.ring_len, self.rings_per_ann, self.rle, self.kp_count, self.num_kp, self.annotator
         results = self.results
@@ -293,6 +296,15 @@ class _Annotations(_Builder):
             annot.append(self._annotator(it))
             if not ok:
                 self.flag(index, int(chunk.lines[k]), it)
+        rows = _float_rows(bbs, 4)
+        if rows is None:  # a non-number in some box: flag exactly those elements
+            rows = np.full((len(bbs), 4), np.nan)
+            for k, b in enumerate(bbs):
+                if all(type(v) in _NUM for v in b):
+                    rows[k] = b
+                else:
+                    self.flag(chunk.first + k, int(chunk.lines[k]), chunk.items[k])
+        self.bbox.append(rows)
         if xy:
             self.xy_parts.append(self._numeric(xy, chunk, "segmentation"))
         if kps:
@@ -322,14 +334,7 @@ class _Annotations(_Builder):
 
     def build(self) -> tuple[Annotations, tuple[str, ...]]:
         n = self.n
-        bbox = _float_rows(self.bbox, 4)
-        if bbox is None:
-            bbox = np.full((n, 4), np.nan)
-            for r, b in enumerate(self.bbox):
-                if all(type(v) in _NUM for v in b):
-                    bbox[r] = b
-                else:
-                    self.flag(r, 0, {"bbox": b})
+        bbox = np.concatenate(self.bbox) if self.bbox else np.empty((0, 4), np.float64)
         ring_len = np.array(self.ring_len, np.int64)
         ring_offsets = np.zeros(ring_len.size + 1, np.int64)
         np.cumsum(ring_len, out=ring_offsets[1:])

@@ -85,8 +85,8 @@ def workflow_commands(
     """Annotations for the first ``max_per_file`` findings of each file, batches by path.
 
     Error findings become ``::error``, warnings ``::warning``. A failed check that
-    is not tied to a row (precision below its limit) is annotated on the batch
-    file; a file with more findings than annotated gets one ``::notice`` saying
+    is not tied to a row (precision below its limit, a per-class limit) is
+    annotated on the batch file; a file with more findings than annotated gets one ``::notice`` saying
     how many more there are.
     """
     base = Path(root) if root is not None else None
@@ -94,7 +94,12 @@ def workflow_commands(
     for o in sorted(outcomes, key=lambda o: o.path):
         batch_file = _rel(o.path, base)
         for g in o.gates:
+            # Count/rate limits of an error type whose findings are annotated line by
+            # line would only repeat them (and use up GitHub's per-step quota).
+            annotated = {f"{rule}.{kind}" for rule in g.counts_by_rule() for kind in ("count", "rate")}
             for c in g.failed_checks:
+                if c.scope == "overall" and c.metric in annotated:
+                    continue
                 msg = f"{c.metric} ({c.scope}) = {format_number(c.value)}, limit {c.op} {format_number(c.limit)}"
                 out.append(annotation_command("error", msg, file=batch_file, title=f"annogate {g.gate}: threshold missed"))
         per_file: dict[str, list[Finding]] = {}

@@ -299,7 +299,7 @@ def summary_lines(outcomes: Sequence[BatchOutcome], *, width: int = 80) -> list[
         total_defects = sum(sum(o.defects_by_gate().values()) for o in members)
         rows.append(
             [
-                f"total ({len(items)} batches)" if one else f"total {c}",
+                f"total ({len(items)} batch{'' if len(items) == 1 else 'es'})" if one else f"total {c}",
                 f"{n_failed} FAILED" if n_failed else "passed",
                 f"{total_defects:,}",
                 (format_money(sum(x.rework for x in costs)) + ("" if one else f" {c}")) if costs else "-",

@@ -1,0 +1,140 @@
+"""The COCO reader: columns equal what the standard library parses, at any block size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import annogate.formats._jsonscan as jsonscan
+from annogate.formats import LoadError, detect_format, load_batch
+from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE
+
+DATA = Path(__file__).parent / "data"
+VALID = sorted((DATA / "valid" / "coco").glob("*.json"))
+UNREADABLE = sorted((DATA / "invalid" / "coco").glob("unreadable__*.json"))
+
+
+def _expected_lines(path: Path, key: str) -> list[int]:
+    """1-based line of each element's opening brace, found by a plain text walk."""
+    lines = path.read_text().split("\n")
+    start = next(i for i, t in enumerate(lines) if t.startswith(f' "{key}": ['))
+    out = []
+    for i in range(start + 1, len(lines)):
+        if lines[i].startswith(" ]"):
+            break
+        if lines[i] == "  {" or (lines[i].startswith("  ") and not lines[i].startswith("   ") and lines[i].strip() not in ("}", "},")):
+            out.append(i + 1)
+    return out
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 64, 4096, 1 << 20])
+@pytest.mark.parametrize("path", VALID, ids=[p.stem for p in VALID])
+def test_columns_match_stdlib_at_any_block_size(path: Path, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsonscan, "_BLOCK", block)
+    doc: dict[str, Any] = json.loads(path.read_text())
+    b = load_batch(path)
+    a = b.annotations
+    anns = doc["annotations"]
+    assert a.id.tolist() == [x["id"] for x in anns]
+    assert b.images.file_name.tolist() == [x["file_name"] for x in doc["images"]]
+    assert b.categories.name.tolist() == [x["name"] for x in doc["categories"]]
+    for i, x in enumerate(anns):
+        assert np.array_equal(a.bbox[i], np.array(x["bbox"], float))
+        assert a.iscrowd[i] == bool(x["iscrowd"])
+        seg = x.get("segmentation")
+        if isinstance(seg, list):
+            assert a.seg_kind[i] == SEG_POLYGON
+            assert [r.tolist() for r in a.rings(i)] == seg
+        elif isinstance(seg, dict):
+            assert a.seg_kind[i] == SEG_RLE and a.rle[i] == seg
+        else:
+            assert a.seg_kind[i] == SEG_NONE
+        kp = x.get("keypoints", [])
+        assert a.keypoints_of(i).ravel().tolist() == kp
+        img = next(k for k, im in enumerate(doc["images"]) if im["id"] == x["image_id"])
+        assert a.image[i] == img
+    if "\n" in path.read_text().strip() and anns:
+        assert a.line.tolist() == _expected_lines(path, "annotations")
+        assert b.images.line.tolist() == _expected_lines(path, "images")
+    assert b.meta["skeleton"]["info"] == doc["info"]
+
+
+def test_minified_file_has_line_one_and_pointers() -> None:
+    b = load_batch(DATA / "valid" / "coco" / "minified.json")
+    assert set(b.annotations.line.tolist()) == {1}
+    assert b.pointer(2) == "/annotations/2"
+
+
+def test_annotator_columns() -> None:
+    b = load_batch(DATA / "valid" / "coco" / "annotators.json")
+    assert [b.annotator_name(i) for i in range(3)] == ["bob", "alice", None]
+    b2 = load_batch(DATA / "valid" / "coco" / "annotators.json", annotator_field="attributes.annotator")
+    assert [b2.annotator_name(i) for i in range(3)] == ["bob", None, None]
+
+
+@pytest.mark.parametrize("path", UNREADABLE, ids=[p.stem for p in UNREADABLE])
+def test_unreadable_files_raise_with_line_and_column(path: Path) -> None:
+    with pytest.raises(LoadError) as ei:
+        load_batch(path)
+    err = ei.value
+    assert err.path == path and err.line is not None and err.column is not None
+    text = path.read_text()
+    assert 1 <= err.line <= text.count("\n") + 1
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as std:
+        # where the standard library also rejects the text, both name the same line
+        # (the stray-bracket case is found by the scanner a few bytes earlier)
+        assert abs(std.lineno - err.line) <= 1, (std.lineno, err.line)
+    else:  # NaN: Python's json accepts it, JSON (RFC 8259) does not
+        assert "NaN" in text
+
+
+def test_truncation_is_reported_at_end_of_file(tmp_path: Path) -> None:
+    src = (DATA / "valid" / "coco" / "minimal.json").read_bytes()
+    for cut in (1, 10, len(src) // 2, len(src) - 3):
+        p = tmp_path / "t.json"
+        p.write_bytes(src[:cut])
+        with pytest.raises(LoadError):
+            load_batch(p, format="coco")
+
+
+def test_recognised_by_content(tmp_path: Path) -> None:
+    (tmp_path / "package.json").write_text('{"name": "x", "dependencies": {"images": []}}')
+    (tmp_path / "labels.json").write_text((DATA / "valid" / "coco" / "minimal.json").read_text())
+    (tmp_path / "results.json").write_text('[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]')
+    assert detect_format(tmp_path / "package.json") is None
+    assert detect_format(tmp_path / "results.json") is None
+    fmt = detect_format(tmp_path / "labels.json")
+    assert fmt is not None and fmt.name == "coco"
+
+
+def test_results_file_resolves_against_ground_truth(tmp_path: Path) -> None:
+    gt = load_batch(DATA / "valid" / "coco" / "minimal.json")
+    p = tmp_path / "res.json"
+    p.write_text(json.dumps([{"image_id": 2, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.9},
+                             {"image_id": 1, "category_id": 1, "bbox": [5, 6, 7, 8], "score": 0.1}]))
+    b = load_batch(p, format="coco", images_from=gt)
+    assert b.annotations.image.tolist() == [1, 0]
+    assert b.annotations.category.tolist() == [1, 0]
+    assert b.annotations.score.tolist() == [0.9, 0.1]
+    assert b.annotations.id.tolist() == [1, 2]  # as pycocotools' loadRes numbers them
+
+
+def test_real_coco_val2014_counts(thirdparty: Path) -> None:
+    """Real COCO val2014 (100 images, cocoapi/faster_coco_eval): 839 annotations, 9 crowd."""
+    path = thirdparty / "faster_coco_eval/tests/dataset/cocoapi/instances_val2014_100.json"
+    b = load_batch(path)
+    a = b.annotations
+    assert (len(b.images), len(a), len(b.categories)) == (100, 839, 80)
+    assert int(a.iscrowd.sum()) == 9
+    assert int((a.seg_kind == SEG_RLE).sum()) == 9
+    assert int((a.seg_kind == SEG_POLYGON).sum()) == 830
+    doc = json.loads(path.read_text())
+    assert a.id.tolist() == [x["id"] for x in doc["annotations"]]
+    xy = [v for x in doc["annotations"] if isinstance(x["segmentation"], list) for r in x["segmentation"] for v in r]
+    assert np.array_equal(a.poly_xy, np.array(xy))

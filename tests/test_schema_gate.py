@@ -1,0 +1,75 @@
+"""The schema gate on one fixture per defect, and on real COCO data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from annogate.engine import Engine
+
+DATA = Path(__file__).parent / "data"
+INVALID = sorted(p for p in (DATA / "invalid" / "coco").glob("*.json"))
+VALID = sorted((DATA / "valid" / "coco").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(rules_path=DATA / "taxonomy.toml")
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_each_defect_fails_with_its_rule(engine: Engine, path: Path) -> None:
+    rule = path.stem.split("__")[0]
+    result = engine.run_gate(path, "schema")
+    assert result.verdict == "failed"
+    rules = {f.rule for f in result.findings}
+    assert rule in rules, (rule, [f.message for f in result.findings])
+    for f in result.findings:
+        assert f.file == str(path)
+        assert f.message
+        if f.rule not in ("unreadable",):
+            assert f.pointer is None or f.pointer.startswith("/")
+    if rule == "unreadable":
+        # the other gates cannot run and say why
+        other = engine.run_gate(path, engine.gates[-1].name) if len(engine.gates) > 1 else None
+        assert other is None or other.verdict == "skipped"
+
+
+@pytest.mark.parametrize("path", VALID, ids=[p.stem for p in VALID])
+def test_valid_files_pass(engine: Engine, path: Path) -> None:
+    result = engine.run_gate(path, "schema")
+    assert result.verdict == "passed", [f.message for f in result.findings]
+    assert result.findings == []
+
+
+def test_finding_names_line_pointer_and_id(engine: Engine) -> None:
+    path = DATA / "invalid" / "coco" / "dangling_image_id__no_such_image.json"
+    (f,) = [f for f in engine.run_gate(path, "schema").findings if f.rule == "dangling_image_id"]
+    lines = path.read_text().split("\n")
+    assert f.annotation_id == 11 and f.pointer == "/annotations/1"
+    assert f.line is not None and lines[f.line - 1] == "  {" and '"id": 11' in lines[f.line]
+    assert "99" in f.message
+
+
+def test_jsonschema_message_and_pointer(engine: Engine) -> None:
+    path = DATA / "invalid" / "coco" / "schema__bbox_has_string.json"
+    msgs = [f for f in engine.run_gate(path, "schema").findings if f.rule == "schema"]
+    assert any(f.pointer == "/annotations/1/bbox/2" and "'3' is not of type 'number'" in f.message for f in msgs)
+
+
+def test_warning_severity_does_not_fail(tmp_path: Path) -> None:
+    rules = tmp_path / "annogate.toml"
+    rules.write_text('[schema.thresholds]\ndangling_image_id = { severity = "warning" }\n')
+    batch = tmp_path / "b.json"
+    batch.write_text((DATA / "invalid" / "coco" / "dangling_image_id__no_such_image.json").read_text())
+    result = Engine().run_gate(batch, "schema")
+    assert result.verdict == "passed"
+    assert [f.severity for f in result.findings] == ["warning"]
+
+
+def test_real_coco_val2014_passes_schema(thirdparty: Path) -> None:
+    path = thirdparty / "faster_coco_eval/tests/dataset/cocoapi/instances_val2014_100.json"
+    result = Engine().run_gate(path, "schema")
+    assert result.verdict == "passed", [f.message for f in result.findings[:5]]
+    assert result.metrics["annotations"] == 839
