@@ -22,6 +22,7 @@ from annogate.checks.agreement import (
     RULES_SCHEMA,
     analyse,
     consensus,
+    consensus_for,
 )
 from annogate.findings import GateResult
 from annogate.formats import load_batch
@@ -299,6 +300,10 @@ def test_unmatched_as_nothing_counts_detection_disagreement(write_coco: Callable
     r = run_gate(batch, unmatched="nothing", min_alpha=0.0)
     assert r.metrics["alpha"] == pytest.approx(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
     assert r.metrics["alpha"] < 1.0
+    coders = ["alice", "bob", "carol"]
+    for row in r.tables["pairs"][1:]:
+        two = data[[coders.index(row[0]), coders.index(row[1])]]
+        assert row[9] == pytest.approx(peer_alpha(two), nan_ok=True, abs=1e-12)
     assert run_gate(batch, min_alpha=0.0).metrics["alpha"] == 1.0  # "missing": only classes count
 
 
@@ -432,6 +437,25 @@ def test_consensus_as_golden_reference_matches_the_majority(flip_batch: tuple[Ba
     alice = np.flatnonzero(batch.annotations.annotator == batch.annotators.index("alice"))
     res = match(batch, gold, batch_rows=alice)
     assert res.counts()["matched"] == 12 and res.counts()["mislabelled"] == 0
+
+
+def test_consensus_for_uses_the_rules_and_the_gate_cache(flip_batch: tuple[Batch, Path, list[tuple[str, int, str]]]) -> None:
+    batch = flip_batch[0]
+    ctx = GateContext(section={"quorum": 3}, rules={"agreement": {"quorum": 3}}, base_dir=Path("."), load=load_batch)
+    GATE.run(batch, ctx)
+    cached = ctx.cache["agreement.analysis"]["analysis"]
+    gold = consensus_for(batch, ctx)
+    assert gold is not None and len(gold.annotations) == 8
+    assert ctx.cache["agreement.analysis"]["analysis"] is cached
+    ctx2 = GateContext(section={}, rules={}, base_dir=Path("."), load=load_batch)
+    gold2 = consensus_for(batch, ctx2)
+    assert gold2 is not None and len(gold2.annotations) == 12
+
+
+def test_consensus_for_without_shared_images_is_none(write_coco: Callable[..., Path]) -> None:
+    batch = load_batch(write_coco(coco([("alice", "a.jpg", "cat", grid_box(0))])))
+    ctx = GateContext(section={}, rules={}, base_dir=Path("."), load=load_batch)
+    assert consensus_for(batch, ctx) is None
 
 
 # ------------------------------------------------------------------ rules

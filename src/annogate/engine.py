@@ -43,6 +43,15 @@ class _Loaded:
     seconds: float
 
 
+def _display_path(path: Path) -> Path:
+    """The path relative to the working directory when below it: what findings,
+    terminal lines and CI annotations show (GitHub wants repository-relative paths)."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def plugin_manager() -> pluggy.PluginManager:
     """annogate's plugin manager: built-ins plus the ``annogate`` entry-point group."""
     from annogate import builtin
@@ -129,7 +138,7 @@ class Engine:
             if "annotator_field" in rules.data:
                 opts.setdefault("annotator_field", rules.data["annotator_field"])
             try:
-                batch = load_batch(path, format=rules.data.get("format"), formats=self.formats, **opts)
+                batch = load_batch(_display_path(path), format=rules.data.get("format"), formats=self.formats, **opts)
                 self._loaded[key] = _Loaded(batch=batch, failure=None, seconds=time.perf_counter() - t0)
             except LoadError as e:
                 self._loaded[key] = _Loaded(batch=None, failure=LoadFailure(path=path, error=e), seconds=time.perf_counter() - t0)
@@ -167,7 +176,7 @@ class Engine:
             err = loaded.failure.error
             if name != "schema":
                 return GateResult(gate=name, verdict="skipped", reason="the batch could not be read (see its schema item)")
-            f = Finding(gate="schema", rule="unreadable", message=err.msg, file=str(path), line=err.line, pointer=None)
+            f = Finding(gate="schema", rule="unreadable", message=err.msg, file=str(_display_path(path)), line=err.line, pointer=None)
             return GateResult(gate="schema", verdict="failed", findings=[f], metrics={"column": err.column})
         rules = self.rules_for(path)
         ctx = GateContext(
@@ -194,7 +203,7 @@ class Engine:
         if run is None:
             loaded = self._load(path)
             run = self._runs[key] = BatchRun.of(
-                path, loaded.batch, cost_rules=self.rules_for(path).section("cost"), order=[g.name for g in self.gates]
+                _display_path(path), loaded.batch, cost_rules=self.rules_for(path).section("cost"), order=[g.name for g in self.gates]
             )
         for name in names:
             if name not in run.gates:

@@ -138,7 +138,8 @@ class GateItem(pytest.Item):
         self.user_properties.extend(_key_figures(result))
         self.user_properties.append((_RESULT_KEY, json.dumps(outcome.item_payload(self.gate), separators=(",", ":"))))
         if result.verdict == "skipped":
-            pytest.skip(result.reason or "nothing to check")
+            # report the skip at the batch, not at this line of the plugin
+            raise pytest.skip.Exception(result.reason or "nothing to check", _use_item_location=True)
         if result.verdict == "failed":
             raise GateFailed(result)
 
@@ -151,8 +152,8 @@ class GateItem(pytest.Item):
             return "\n".join(failure_lines(self.outcome.outcome(), excinfo.value.result, max_findings=limit, verbose=verbose))
         return str(super().repr_failure(excinfo))
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.path.name}::{self.gate}"
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"{self.path.name}::{self.gate}"
 
 
 def _key_figures(result: GateResult) -> list[tuple[str, object]]:

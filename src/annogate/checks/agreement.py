@@ -70,6 +70,7 @@ __all__ = [
     "AgreementAnalysis",
     "analyse",
     "consensus",
+    "consensus_for",
     "run",
 ]
 
@@ -405,9 +406,7 @@ def analyse(
 
     # Units: connected components, at most one object per annotator each.
     comp = _components(n, edge_a, edge_b)[rows]
-    strength = np.zeros(n, np.float64)
-    np.add.at(strength, edge_a, edge_iou)
-    np.add.at(strength, edge_b, edge_iou)
+    strength = np.bincount(edge_a, weights=edge_iou, minlength=n) + np.bincount(edge_b, weights=edge_iou, minlength=n)
     so = np.lexsort((rows, -strength[rows], r_coder, comp))
     s_comp, s_coder = comp[so], r_coder[so]
     dup = np.r_[False, (s_comp[1:] == s_comp[:-1]) & (s_coder[1:] == s_coder[:-1])]
@@ -462,12 +461,10 @@ def analyse(
     win = (entry_row >= 0) & decided[entry_unit] & (top[entry_unit] != NOTHING)
     win &= entry_vote == top[entry_unit]
     if win.any():
-        score = np.zeros(n, np.float64)
         is_win = np.zeros(n, np.bool_)
         is_win[entry_row[win]] = True
         both = is_win[edge_a] & is_win[edge_b] & (unit_of_row[edge_a] == unit_of_row[edge_b])
-        np.add.at(score, edge_a[both], edge_iou[both])
-        np.add.at(score, edge_b[both], edge_iou[both])
+        score = np.bincount(edge_a[both], weights=edge_iou[both], minlength=n) + np.bincount(edge_b[both], weights=edge_iou[both], minlength=n)
         w_rows, w_unit = entry_row[win], entry_unit[win]
         wo = np.lexsort((w_rows, -score[w_rows], w_unit))
         w_rows, w_unit = w_rows[wo], w_unit[wo]
@@ -748,12 +745,45 @@ def _settings(section: Mapping[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **dict(section)}
 
 
+_CACHE_SLOT = "agreement.analysis"
+
+
+def _cached_analysis(batch: Batch, ctx: GateContext, cfg: Mapping[str, Any]) -> AgreementAnalysis:
+    """The analysis of ``batch`` under ``cfg``, kept in ``ctx.cache`` for the latest batch only.
+
+    So the gate and a golden gate falling back to :func:`consensus_for` pair the
+    objects once; one slot bounds the memory a session holds.
+    """
+    key = (id(batch), batch.sha256, float(cfg["iou"]), cfg["quorum"], cfg["iou_type"])
+    slot = ctx.cache.setdefault(_CACHE_SLOT, {})
+    if slot.get("key") != key:
+        slot.clear()
+        slot["analysis"] = analyse(batch, iou=float(cfg["iou"]), quorum=cfg["quorum"], iou_type=cfg["iou_type"])
+        slot["key"] = key
+    analysis: AgreementAnalysis = slot["analysis"]
+    return analysis
+
+
+def consensus_for(batch: Batch, ctx: GateContext, *, all_images: bool = False) -> Batch | None:
+    """The consensus under the repository's ``[tool.annogate.agreement]`` rules, or None.
+
+    For gates that need a golden reference when no golden file exists: None when
+    no image was labelled by two annotators (there is nothing to stand in with).
+    """
+    section = ctx.rules.get(NAME, {})
+    cfg = _settings(section if isinstance(section, Mapping) else {})
+    a = _cached_analysis(batch, ctx, cfg)
+    if a.multi_images.size == 0:
+        return None
+    return consensus(batch, all_images=all_images, analysis=a)
+
+
 def run(batch: Batch, ctx: GateContext) -> GateResult:
     """The agreement gate: alpha, IoU and per-annotator defect rates, with findings."""
     cfg = _settings(ctx.section)
     if not batch.annotators or not (batch.annotations.annotator >= 0).any():
         return GateResult(gate=NAME, verdict="skipped", reason="no annotator recorded for any object")
-    a = analyse(batch, iou=float(cfg["iou"]), quorum=cfg["quorum"], iou_type=cfg["iou_type"])
+    a = _cached_analysis(batch, ctx, cfg)
     if a.multi_images.size == 0:
         return GateResult(
             gate=NAME,

@@ -269,7 +269,7 @@ def _outside(
     """
     over = np.stack([-x0, -y0, x1 - width, y1 - height], axis=1)
     with np.errstate(invalid="ignore"):
-        bad = (over > tol).any(axis=1)
+        bad: B = np.asarray((over > tol).any(axis=1), dtype=np.bool_)
     return over, bad
 
 
@@ -450,6 +450,7 @@ class _Segs:
     area_ok: B  # computed area is meaningful (no defective ring / decodable mask)
     area: F64
     multipart: B
+    has_rings: B  # a polygon annotation with at least one ring
 
 
 def _check_polygons(batch: Batch, cfg: _Config, width: F64, height: F64, out: _Collector) -> tuple[_Segs, dict[str, int]]:
@@ -573,9 +574,10 @@ def _check_polygons(batch: Batch, cfg: _Config, width: F64, height: F64, out: _C
         area_ok=area_ok,
         area=ann_area,
         multipart=is_poly & (n_rings_ann > 1),
+        has_rings=is_poly & (n_rings_ann > 0),
     )
     stats = {
-        "polygons": int(is_poly.sum()),
+        "polygons": int((is_poly & (n_rings_ann > 0)).sum()),
         "polygon_rings": int(use_ring.sum()),
         "rings_proven_by_star_test": int(proven.sum()),
         "rings_validated_by_shapely": int(sel.size),
@@ -681,7 +683,7 @@ def _rle_string_counts(s: str | bytes) -> I64 | None:
     out[1::2] = np.cumsum(vals[1::2])
     if out.size > 2:
         out[2::2] = np.cumsum(vals[2::2])
-    return out
+    return np.asarray(out, dtype=np.int64)
 
 
 def _rle_validate(rle: Any) -> tuple[tuple[int, int] | None, I64 | None, str]:
@@ -759,7 +761,6 @@ def _check_rle(batch: Batch, width: F64, height: F64, out: _Collector, segs: _Se
         "rle_size_mismatch",
         g[k],
         [f"mask size {int(hw[j, 0])}x{int(hw[j, 1])} (h x w) differs from the image's {_fmt(height[g[j]])}x{_fmt(width[g[j]])}" for j in k],
-        [float(abs(hw[j, 0] - height[g[j]]) + abs(hw[j, 1] - width[g[j]])) for j in k],
     )
     empty = areas == 0
     k = np.flatnonzero(empty)
@@ -804,7 +805,8 @@ def _check_consistency(batch: Batch, cfg: _Config, boxes: _Boxes, segs: _Segs, o
 
     # The area to compare with: the segmentation's, else (no segmentation) the box's.
     computed = np.where(segs.area_ok, segs.area, np.nan)
-    no_seg = ~segs.area_ok & ~segs.has_extent & (ann.seg_kind != SEG_POLYGON) & (ann.seg_kind != SEG_RLE)
+    # "segmentation": [] (box-only COCO exports) is no segmentation, not an empty one.
+    no_seg = (ann.seg_kind != SEG_RLE) & ~segs.has_rings
     bw = boxes.x1 - boxes.x0
     bh = boxes.y1 - boxes.y0
     computed = np.where(no_seg & boxes.valid, bw * bh, computed)
@@ -843,7 +845,7 @@ def _check_consistency(batch: Batch, cfg: _Config, boxes: _Boxes, segs: _Segs, o
 def _check_keypoints(batch: Batch, cfg: _Config, boxes: _Boxes, width: F64, height: F64, out: _Collector) -> int:
     ann = batch.annotations
     n = len(ann)
-    nkp = np.diff(ann.kp_offsets.astype(np.int64))
+    nkp: I64 = np.diff(ann.kp_offsets).astype(np.int64)
     kp = ann.keypoints.reshape(-1, 3)
     declared = np.array([len(k) for k in batch.categories.keypoints] + [0], np.int64)
     k_cat = declared[np.where(ann.category >= 0, ann.category, len(declared) - 1)]
@@ -923,7 +925,8 @@ def _check_keypoints(batch: Batch, cfg: _Config, boxes: _Boxes, width: F64, heig
         lambda p: float(dist[p]),
     )
 
-    n_lab = np.bincount(owner[labelled], minlength=n)
+    # num_keypoints counts v > 0, as pycocotools and the COCO format define it.
+    n_lab = np.bincount(owner[v > 0], minlength=n)
     nk = ann.num_keypoints.astype(np.int64)
     mism = (nk >= 0) & (nk != n_lab) & ~wrong_len
     rows = np.flatnonzero(mism)
