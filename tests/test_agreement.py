@@ -468,6 +468,9 @@ def test_rules_schema() -> None:
     assert v.is_valid({"iou": 0.7, "quorum": 2, "min_alpha": 0.667, "unmatched": "nothing"})
     assert v.is_valid({"quorum": 0.5, "max_annotator_defect_rate": 0.05, "defect_rate_bound": "high"})
     assert v.is_valid({"thresholds": {"missed_object": {"max_rate": 0.01}}})
+    assert v.is_valid({"iou_type": "keypoints", "oks_sigmas": [0.05, 0.05, 0.1]})
+    assert v.is_valid({"quorum": 1}) and v.is_valid({"quorum": 1.0})
+    bad: dict[str, Any]
     for bad in (
         {"bogus": 1},
         {"iou": 0},
@@ -477,10 +480,35 @@ def test_rules_schema() -> None:
         {"unmatched": "zero"},
         {"min_alpha": 2},
         {"iou_type": "mask"},
+        {"oks_sigmas": []},
+        {"oks_sigmas": [0.1, -1]},
         {"thresholds": {"x": {"max_count": -1}}},
     ):
         assert not v.is_valid(bad), bad
     assert GATE.name == "agreement" and GATE.order == 50 and GATE.rules_schema is RULES_SCHEMA
+
+
+def test_masks_and_keypoints_pair_by_their_own_similarity(write_coco: Callable[..., Path]) -> None:
+    """Same boxes, different shapes: segm pairs by mask IoU; keypoints by OKS with given sigmas."""
+    pytest.importorskip("pycocotools")
+    box = [10, 10, 40, 40]
+    tri_a = [10, 10, 50, 10, 10, 50]  # two opposite triangles in the same box: mask IoU 0
+    tri_b = [50, 50, 50, 10, 10, 50]
+    objs: list[Obj] = [("alice", "a.jpg", "cat", box), ("bob", "a.jpg", "cat", box)]
+    seg = {"100": {"segmentation": [tri_a]}, "101": {"segmentation": [tri_b]}}
+    batch = load_batch(write_coco(coco(objs, extra=seg)))
+    assert run_gate(batch).metrics["matched_pairs"] == 1
+    r = run_gate(batch, iou_type="segm", min_alpha=0.0)
+    assert r.metrics["matched_pairs"] == 0 and r.counts_by_rule() == {"no_consensus": 2}
+
+    kp = {
+        "100": {"keypoints": [20, 20, 2, 30, 30, 2, 40, 20, 2], "num_keypoints": 3},
+        "101": {"keypoints": [21, 20, 2, 30, 31, 2, 40, 21, 2], "num_keypoints": 3},
+    }
+    batch = load_batch(write_coco(coco(objs, extra=kp), name="kp.json"))
+    r = run_gate(batch, iou_type="keypoints", oks_sigmas=[0.05, 0.05, 0.05])
+    assert r.metrics["matched_pairs"] == 1 and 0.5 < r.metrics["mean_iou"] < 1.0
+    assert r.verdict == "passed"
 
 
 def test_unknown_rule_key_is_named(flip_batch: tuple[Batch, Path, list[tuple[str, int, str]]]) -> None:

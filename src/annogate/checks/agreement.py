@@ -14,8 +14,10 @@ How it works
    single-annotated. Crowd regions, rows without an annotator and rows whose
    class dangles are left out.
 2. **Pairing.** For every pair of annotators on an image, objects are matched
-   one-to-one, class-agnostically, with :mod:`annogate.matching` (COCOeval
-   semantics) at the ``iou`` threshold.
+   one-to-one with :func:`annogate.matching.match` (COCOeval semantics) at the
+   ``iou`` threshold (box IoU, mask IoU or OKS by ``iou_type``): same-class
+   pairs first, then the class-agnostic pass pairs the leftovers, so that a
+   right box with another class is still one object. No ``max_dets`` cut.
 3. **Units.** Matches link objects into clusters across annotators (connected
    components); a cluster is one *unit* of the reliability data. If a chain of
    matches puts two objects of one annotator into one cluster, that annotator
@@ -42,6 +44,21 @@ How it works
    or a consensus object they did not draw (``missed_object``). Undecided units
    are reported as ``no_consensus`` (a warning) and are not trials. The defect
    rate has a 95% Wilson interval.
+
+Rules, ``[tool.annogate.agreement]`` (``additionalProperties: false``)::
+
+    iou = 0.5                        # pairing threshold (IoU, or OKS)
+    iou_type = "bbox"                # bbox | segm | keypoints
+    oks_sigmas = [...]               # keypoints: per-keypoint sigmas (COCO's 17 by default)
+    quorum = 0.5                     # fraction of the voters (float) or a count (integer)
+    unmatched = "missing"            # for alpha: missing | nothing
+    min_alpha = 0.8                  # checks; the others are off unless set
+    min_mean_iou = 0.7
+    max_annotator_defect_rate = 0.05
+    defect_rate_bound = "rate"       # rate | low | high (Wilson 95% bounds)
+    min_pair_alpha = 0.667
+    min_pair_mean_iou = 0.7
+    thresholds = { missed_object = { max_rate = 0.02 } }   # per finding type, as other gates
 """
 
 from __future__ import annotations
@@ -112,8 +129,14 @@ RULES_SCHEMA: dict[str, Any] = {
             "enum": ["bbox", "segm", "keypoints"],
             "description": "Geometry compared when pairing objects: box IoU (default), mask IoU, OKS.",
         },
+        "oks_sigmas": {
+            "type": "array",
+            "items": {"type": "number", "exclusiveMinimum": 0},
+            "minItems": 1,
+            "description": "Per-keypoint OKS sigmas (iou_type keypoints); COCO's 17 person sigmas by default.",
+        },
         "quorum": {
-            "oneOf": [
+            "anyOf": [
                 {"type": "integer", "minimum": 1},
                 {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             ],
@@ -211,17 +234,7 @@ def _match_all(
     """
     ann = batch.annotations
     # (image, annotator pair) combinations from the coverage, sorted by image then annotator.
-    bounds = np.flatnonzero(np.r_[True, cover_img[1:] != cover_img[:-1], True])
-    starts, sizes = bounds[:-1], np.diff(bounds)
-    pos_a: list[I64] = []
-    pos_b: list[I64] = []
-    for k in np.unique(sizes).tolist():
-        st = starts[sizes == k]
-        for i, j in combinations(range(k), 2):
-            pos_a.append(st + i)
-            pos_b.append(st + j)
-    pa = np.concatenate(pos_a) if pos_a else np.empty(0, np.int64)
-    pb = np.concatenate(pos_b) if pos_b else np.empty(0, np.int64)
+    pa, pb = _pairs_within(cover_img)
     v_img, v_ca, v_cb = cover_img[pa], cover_coder[pa], cover_coder[pb]
     pair_keys, v_pair = np.unique(v_ca * span + v_cb, return_inverse=True)
     v_pair = v_pair.ravel()
@@ -375,11 +388,12 @@ def analyse(
     iou: float = 0.5,
     quorum: float = 0.5,
     iou_type: IouType = "bbox",
+    oks_sigmas: tuple[float, ...] | None = None,
 ) -> AgreementAnalysis:
     """Pair, cluster and vote: the common ground of the gate and :func:`consensus`."""
     ann = batch.annotations
     n = len(ann)
-    settings = MatchSettings(iou_type=iou_type, iou=iou, max_dets=_NO_MAX_DETS, class_agnostic=True)
+    settings = MatchSettings(iou_type=iou_type, iou=iou, max_dets=_NO_MAX_DETS, oks_sigmas=oks_sigmas, class_agnostic=True)
     image_key = _image_keys(batch.images)
     elig = np.flatnonzero(_eligible(batch)).astype(np.int64)
     row_key = np.full(n, -1, np.int64)
@@ -754,11 +768,12 @@ def _cached_analysis(batch: Batch, ctx: GateContext, cfg: Mapping[str, Any]) -> 
     So the gate and a golden gate falling back to :func:`consensus_for` pair the
     objects once; one slot bounds the memory a session holds.
     """
-    key = (id(batch), batch.sha256, float(cfg["iou"]), cfg["quorum"], cfg["iou_type"])
+    sigmas = tuple(float(x) for x in cfg["oks_sigmas"]) if cfg.get("oks_sigmas") else None
+    key = (id(batch), batch.sha256, float(cfg["iou"]), cfg["quorum"], cfg["iou_type"], sigmas)
     slot = ctx.cache.setdefault(_CACHE_SLOT, {})
     if slot.get("key") != key:
         slot.clear()
-        slot["analysis"] = analyse(batch, iou=float(cfg["iou"]), quorum=cfg["quorum"], iou_type=cfg["iou_type"])
+        slot["analysis"] = analyse(batch, iou=float(cfg["iou"]), quorum=cfg["quorum"], iou_type=cfg["iou_type"], oks_sigmas=sigmas)
         slot["key"] = key
     analysis: AgreementAnalysis = slot["analysis"]
     return analysis

@@ -698,6 +698,9 @@ def _rle_validate(rle: Any) -> tuple[tuple[int, int] | None, I64 | None, str]:
     ):
         return None, None, f"size {size!r} is not [height, width]"
     h, w = int(size[0]), int(size[1])
+    if h * w >= 1 << 32:
+        # pycocotools keeps sizes and counts in uint32: larger masks would wrap around
+        return (h, w), None, f"size {h}x{w} exceeds the 2^32-pixel limit of COCO RLE"
     counts = rle.get("counts")
     arr: I64 | None
     if isinstance(counts, (str, bytes)):
@@ -933,7 +936,7 @@ def _check_keypoints(batch: Batch, cfg: _Config, boxes: _Boxes, width: F64, heig
     out.add(
         "num_keypoints_mismatch",
         rows,
-        [f"num_keypoints is {int(nk[i])} but {int(n_lab[i])} keypoint(s) are labelled (v > 0)" for i in rows],
+        [f"num_keypoints is {int(nk[i])} but {int(n_lab[i])} keypoint(s) are labelled (v > 0): off by {int(nk[i] - n_lab[i]):+d}" for i in rows],
         [float(nk[i] - n_lab[i]) for i in rows],
     )
     return int((nkp > 0).sum())
@@ -1027,12 +1030,15 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         width[known] = iw[safe_img[known]]
         height[known] = ih[safe_img[known]]
 
-    boxes = _check_boxes(batch, cfg, width, height, out)
-    segs, poly_stats = _check_polygons(batch, cfg, width, height, out)
-    n_rle = _check_rle(batch, width, height, out, segs)
-    _check_consistency(batch, cfg, boxes, segs, out)
-    n_kp = _check_keypoints(batch, cfg, boxes, width, height, out)
-    _check_duplicates(batch, cfg, boxes, out)
+    # nan (absent, unknown) and inf propagate through the arithmetic by design and
+    # compare false, so a missing value never makes a finding by itself.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        boxes = _check_boxes(batch, cfg, width, height, out)
+        segs, poly_stats = _check_polygons(batch, cfg, width, height, out)
+        n_rle = _check_rle(batch, width, height, out, segs)
+        _check_consistency(batch, cfg, boxes, segs, out)
+        n_kp = _check_keypoints(batch, cfg, boxes, width, height, out)
+        _check_duplicates(batch, cfg, boxes, out)
 
     findings = apply_severity(out.findings, cfg.thresholds)
     findings.sort(key=lambda f: (f.file, f.line or 0, f.annotation_id or 0, _RULE_ORDER.get(f.rule, 99)))

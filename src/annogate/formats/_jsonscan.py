@@ -169,6 +169,7 @@ def scan_json(
         pending = bytearray()  # unparsed bytes of the big array (after its last cut)
         pending_abs = 0  # absolute offset of pending[0]
         pending_lines: list[int] = []
+        closed = 0  # elements closed in pending
         first_chunk = True
         index = 0
         skel_from = 0  # block-relative start of bytes still to copy to the skeleton
@@ -191,62 +192,77 @@ def scan_json(
             nl = np.flatnonzero(arr == 10)
             skel_from = 0
             cut_from = 0  # block-relative start of bytes not yet moved to pending
-            # Walk only the bracket events that matter: those at the big array's
-            # boundaries. Element opens/closes are at depth big_depth(+1).
-            events = _interesting(pos, delta, depth, in_big, big_depth, sc.root_is_array)
-            for p, d, dep in events:
+            # Only bracket events near the top matter: entering/leaving a big array
+            # (few, walked in Python) and its elements opening/closing (many,
+            # handled as arrays).
+            sel = np.flatnonzero(((delta == 1) & (depth <= 3)) | ((delta == -1) & (depth <= 2)))
+            pos, delta, depth = pos[sel], delta[sel], depth[sel]
+            k, n_ev = 0, int(pos.size)
+            entry_depth = 1 if sc.root_is_array else 2
+            while k < n_ev:
                 if not in_big:
-                    if d == 1 and ((sc.root_is_array and dep == 1) or (not sc.root_is_array and dep == 2)):
-                        key: str | None = None
-                        if not sc.root_is_array:
-                            look = bytes(block[max(0, p - 512) : p])
-                            if p < 512 and skeleton_parts:
-                                look = (b"".join(skeleton_parts)[-512:] + block[skel_from:p])[-512:]
-                            m = _KEY_RE.search(look)
-                            key = m.group(1).decode("utf-8", "replace") if m else None
-                            if key not in sc.big_keys:
-                                continue
-                        in_big = True
-                        cur_key = key
-                        big_depth = dep
-                        skeleton_parts.append(block[skel_from : p + 1])
-                        skel_from = p + 1
-                        cut_from = p + 1
-                        pending = bytearray()
-                        pending_abs = offset + p + 1
-                        pending_lines = []
-                        first_chunk = True
-                        index = 0
-                        # recompute events for the rest of this block in big mode
-                    continue
-                # in a big array
-                if d == 1 and dep == big_depth + 1:
-                    pending_lines.append(sc.lines_before + int(np.searchsorted(nl, p)) + 1)
-                elif d == -1 and dep == big_depth:
-                    # an element closed: cut here if enough elements are pending
-                    if len(pending_lines) >= chunk_elements:
-                        pending += block[cut_from : p + 1]
-                        cut_from = p + 1
-                        ch = _parse_chunk(sc, pending, pending_abs, cur_key, index, pending_lines, first_chunk, path)
-                        index += len(ch.items)
-                        first_chunk = False
-                        yield ch
-                        pending_abs = offset + p + 1
-                        pending = bytearray()
-                        pending_lines = []
-                elif d == -1 and dep == big_depth - 1:
-                    # the big array closed
-                    pending += block[cut_from:p]
-                    if pending.strip(_WS):
-                        ch = _parse_chunk(sc, pending, pending_abs, cur_key, index, pending_lines, first_chunk, path)
-                        index += len(ch.items)
-                        yield ch
-                    counts[cur_key] = index
-                    in_big = False
+                    cand = np.flatnonzero((delta[k:] == 1) & (depth[k:] == entry_depth))
+                    if cand.size == 0:
+                        break
+                    jj = k + int(cand[0])
+                    p = int(pos[jj])
+                    k = jj + 1
+                    key: str | None = None
+                    if not sc.root_is_array:
+                        look = bytes(block[max(0, p - 512) : p])
+                        if p < 512 and skeleton_parts:
+                            look = (b"".join(skeleton_parts)[-512:] + block[skel_from:p])[-512:]
+                        m = _KEY_RE.search(look)
+                        key = m.group(1).decode("utf-8", "replace") if m else None
+                        if key not in sc.big_keys or block[p : p + 1] != b"[":
+                            continue
+                    in_big, cur_key, big_depth = True, key, entry_depth
+                    skeleton_parts.append(block[skel_from : p + 1])
+                    skel_from = cut_from = p + 1
                     pending = bytearray()
+                    pending_abs = offset + p + 1
                     pending_lines = []
-                    skel_from = p
-                    cut_from = p
+                    closed = 0
+                    first_chunk = True
+                    index = 0
+                    continue
+                # in a big array: the segment up to its closing bracket (or block end)
+                dd, dp = delta[k:], depth[k:]
+                close = np.flatnonzero((dd == -1) & (dp == big_depth - 1))
+                end = k + int(close[0]) if close.size else n_ev
+                sd, sp, spos = delta[k:end], depth[k:end], pos[k:end]
+                opens = spos[(sd == 1) & (sp == big_depth + 1)]
+                closes = spos[(sd == -1) & (sp == big_depth)]
+                if opens.size:
+                    pending_lines.extend((sc.lines_before + np.searchsorted(nl, opens) + 1).tolist())
+                # cut after every chunk_elements-th closed element
+                for ci in range(chunk_elements - closed - 1, int(closes.size), chunk_elements):
+                    p = int(closes[ci])
+                    pending += block[cut_from : p + 1]
+                    cut_from = p + 1
+                    ch = _parse_chunk(sc, pending, pending_abs, cur_key, index, pending_lines[:chunk_elements], first_chunk, path)
+                    del pending_lines[:chunk_elements]
+                    index += len(ch.items)
+                    first_chunk = False
+                    closed -= chunk_elements
+                    yield ch
+                    pending_abs = offset + p + 1
+                    pending = bytearray()
+                closed += int(closes.size)
+                if not close.size:
+                    break
+                p = int(pos[end])
+                pending += block[cut_from:p]
+                if pending.strip(_WS):
+                    ch = _parse_chunk(sc, pending, pending_abs, cur_key, index, pending_lines, first_chunk, path)
+                    index += len(ch.items)
+                    yield ch
+                counts[cur_key] = index
+                in_big = False
+                pending = bytearray()
+                pending_lines = []
+                skel_from = cut_from = p
+                k = end + 1
             if sc.late_error is not None:
                 raise sc.error(*sc.late_error)
             if in_big:
@@ -279,28 +295,6 @@ def scan_json(
                 raise JSONError(f"invalid UTF-8: {e3.reason}", path=path, line=1, column=1) from None
             raise JSONError(str(e), path=path, line=1, column=1) from None
     yield Scan(skeleton=skeleton, sha256=sha.hexdigest(), size=size, counts=counts)
-
-
-def _interesting(
-    pos: npt.NDArray[np.int64],
-    delta: npt.NDArray[np.int64],
-    depth: npt.NDArray[np.int64],
-    in_big: bool,
-    big_depth: int,
-    root_is_array: bool | None,
-) -> Iterator[tuple[int, int, int]]:
-    """Bracket events at depths 1-3: entering/leaving big arrays and their elements.
-
-    Filtering here, vectorised, keeps the Python loop to a few events per element
-    instead of one per bracket (polygons have many brackets).
-    """
-    # depth before an opening bracket is depth-1; the events we need have
-    # depth-after <= 3 for opens and depth-after <= 2 for closes.
-    opens = (delta == 1) & (depth <= 3)
-    closes = (delta == -1) & (depth <= 2)
-    sel = np.flatnonzero(opens | closes)
-    for k in sel.tolist():
-        yield int(pos[k]), int(delta[k]), int(depth[k])
 
 
 def _parse_chunk(
