@@ -9,8 +9,33 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
+
+from annogate.engine import Engine
+from annogate.rules import RulesError
+
+
+def _batches_only(args: list[str]) -> tuple[list[str], list[str]]:
+    """Drop file arguments that are no label batch (pre-commit passes every staged
+    ``.json``); pytest would call them 'not found'. Folders and options stay."""
+    engine: Engine | None = None
+    keep: list[str] = []
+    dropped: list[str] = []
+    for a in args:
+        p = Path(a)
+        if not a.startswith("-") and p.is_file():
+            try:
+                engine = engine or Engine()
+                is_batch = engine.is_batch(p) is not None
+            except RulesError:
+                is_batch = True  # let the session report the rules error
+            if not is_batch:
+                dropped.append(a)
+                continue
+        keep.append(a)
+    return keep, dropped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 4
     # -p no:cacheprovider is not forced: --lf works through the cache as usual.
     # rootdir/ini from the label repository itself; our plugin is loaded by entry point.
+    args, dropped = _batches_only(args)
+    if dropped and not any(Path(a).exists() for a in args):
+        print("annogate: no label batches among the given paths")
+        return 0
     code = pytest.main(["--annogate", *args])
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         # pre-commit passes every staged .json/.xml/.txt; none being a label batch is fine

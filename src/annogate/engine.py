@@ -186,10 +186,8 @@ class Engine:
             load=self.load,
             cache=self._cache,
         )
-        t0 = time.perf_counter()
-        result = gate.run(loaded.batch, ctx)
-        result.metrics.setdefault("seconds", round(time.perf_counter() - t0, 6))
-        return result
+        # no timings in results: the audit report must be byte-identical across runs
+        return gate.run(loaded.batch, ctx)
 
     def run_batch(self, path: Path, names: list[str]) -> BatchRun:
         """Run the named gates of one batch (each once per process) and return them all.

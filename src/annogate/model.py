@@ -47,10 +47,10 @@ I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
-O = npt.NDArray[np.object_]
+Obj = npt.NDArray[np.object_]
 
 
-def _empty_obj(n: int = 0) -> O:
+def _empty_obj(n: int = 0) -> Obj:
     return np.empty(n, dtype=object)
 
 
@@ -59,7 +59,7 @@ class Images:
     """One row per image: file name (the cross-file key), size, source id and line."""
 
     id: I64
-    file_name: O
+    file_name: Obj
     width: F64
     height: F64
     line: I32
@@ -87,8 +87,8 @@ class Categories:
     """One row per class. ``keypoints`` holds each class's keypoint names (may be empty)."""
 
     id: I64
-    name: O
-    supercategory: O
+    name: Obj
+    supercategory: Obj
     keypoints: tuple[tuple[str, ...], ...]
     line: I32
 
@@ -129,7 +129,7 @@ class Annotations:
     poly_xy: F64
     ring_offsets: I64
     ann_ring_offsets: I64
-    rle: O  # dict {"size": [h, w], "counts": str | list[int]} or None
+    rle: Obj  # dict {"size": [h, w], "counts": str | list[int]} or None
     keypoints: F64  # flat (x, y, v) triples of all annotations
     kp_offsets: I64  # (N+1) in triples (a length that is not a multiple of 3 is a schema problem, truncated here)
     num_keypoints: I32  # -1 absent

@@ -153,7 +153,7 @@ class GateItem(pytest.Item):
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, 0, f"{self.path.name}::{self.gate}"
+        return self.path, 0, self.nodeid
 
 
 def _key_figures(result: GateResult) -> list[tuple[str, object]]:

@@ -125,7 +125,8 @@ def _has_tool_section(pp: Path) -> bool:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text("utf-8"))
+        data: dict[str, Any] = tomllib.loads(path.read_text("utf-8"))
+        return data
     except tomllib.TOMLDecodeError as e:
         raise RulesError(f"{path}: not valid TOML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:

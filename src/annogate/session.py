@@ -114,7 +114,8 @@ def write_artifacts(
     import os
 
     from annogate import __version__
-    from annogate.report import append_step_summary, build_report, step_summary as md_summary, workflow_commands, write_report, write_rework
+    from annogate.report import append_step_summary, build_report, workflow_commands, write_report, write_rework
+    from annogate.report import step_summary as md_summary
 
     lines: list[str] = []
     if report_path:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -37,15 +37,15 @@ RULES_SCHEMA: dict[str, Any] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def format_schema(name: str) -> dict[str, Any]:
     """The shipped JSON Schema of a format (``schemas/<name>.schema.json``)."""
-    text = resources.files("annogate").joinpath("schemas", f"{name}.schema.json").read_text("utf-8")
+    text = resources.files("annogate").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str, ref: str | None) -> jsonschema.protocols.Validator:
     root = format_schema(name)
     schema = root if ref is None else {**root, "$ref": f"#/$defs/{ref}"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import re
 from collections.abc import Mapping
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +109,8 @@ class _Images(_Builder):
                 self.flag(chunk.first + k, int(chunk.lines[k]), it)
             ids.append(i if type(i) is int else -1)
             names.append(fn if type(fn) is str else "")
-            ws.append(float(w) if type(w) in _NUM else float("nan"))
-            hs.append(float(h) if type(h) in _NUM else float("nan"))
+            ws.append(float(w) if isinstance(w, (int, float)) else float("nan"))
+            hs.append(float(h) if isinstance(h, (int, float)) else float("nan"))
         self.line.append(chunk.lines)
         self.n += len(chunk.items)
 
@@ -206,6 +207,102 @@ class _Annotations(_Builder):
 
     def add(self, chunk: Chunk) -> None:
         self.sample(chunk)
+        if not self._add_fast(chunk):
+            self._add_slow(chunk)
+        self.line.append(chunk.lines)
+        self.n += len(chunk.items)
+
+    def _add_fast(self, chunk: Chunk) -> bool:
+        """Column-at-a-time conversion for well-typed chunks (the usual case).
+
+        One list comprehension per field and a set of the value types replace a
+        per-annotation Python loop; any surprise (a wrong type, a missing id, a
+        non-number in a box) returns False *before anything is appended*, and the
+        chunk goes through :meth:`_add_slow`, which flags each bad element.
+        """
+        items = chunk.items
+        if not items:
+            return True
+        if set(map(type, items)) != {dict}:
+            return False
+        ids = [a.get("id") for a in items]
+        iids = [a.get("image_id") for a in items]
+        cids = [a.get("category_id") for a in items]
+        if set(map(type, iids)) != {int} or set(map(type, cids)) != {int}:
+            return False
+        id_types = set(map(type, ids))
+        if id_types != {int}:
+            if not (self.results and id_types <= {int, type(None)}):
+                return False
+            ids = [a if a is not None else chunk.first + k + 1 for k, a in enumerate(ids)]
+        bbs = [a.get("bbox") for a in items]
+        bt = set(map(type, bbs))
+        if bt == {list}:
+            bbox = _float_rows(bbs, 4)
+            if bbox is None:
+                return False
+        elif bt == {type(None)}:
+            bbox = np.full((len(items), 4), np.nan)
+        else:
+            return False
+        areas = [a.get("area") for a in items]
+        at = set(map(type, areas))
+        if not at <= {int, float, type(None)}:
+            return False
+        crowd = [a.get("iscrowd", 0) for a in items]
+        if set(map(type, crowd)) != {int} or not set(crowd) <= {0, 1}:
+            return False
+        scores = [a.get("score") for a in items]
+        if not set(map(type, scores)) <= {int, float, type(None)}:
+            return False
+        segs = [a.get("segmentation") for a in items]
+        st = set(map(type, segs))
+        if not st <= {list, type(None)}:
+            return False  # RLE or odd types: the careful path
+        if any(a.get("keypoints") is not None or a.get("num_keypoints") is not None for a in items):
+            return False
+        if list in st:
+            polys = [sg if sg is not None else [] for sg in segs]
+            rings = [r for sg in polys for r in sg]
+            if rings and set(map(type, rings)) != {list}:
+                return False
+            ring_len = list(map(len, rings))
+            flat = list(chain.from_iterable(rings))
+            xy = np.array(flat) if flat else np.empty(0, np.float64)
+            if xy.dtype.kind not in "fiu" or xy.shape != (len(flat),):
+                return False
+            rper = list(map(len, polys))
+            kinds = [SEG_POLYGON if sg is not None else SEG_NONE for sg in segs]
+        else:
+            xy, ring_len, rper, kinds = np.empty(0, np.float64), [], [0] * len(items), [SEG_NONE] * len(items)
+        annot = [self._annotator(a) for a in items] if self._has_annotators(items) else [-1] * len(items)
+        # all checks passed: append
+        n = len(items)
+        self.id.extend(ids)
+        self.image_id.extend(iids)
+        self.category_id.extend(cids)
+        self.bbox.append(bbox.astype(np.float64, copy=False))
+        nan = float("nan")
+        self.area.extend([nan if a is None else a for a in areas] if type(None) in at else areas)
+        self.iscrowd.extend(c == 1 for c in crowd)
+        self.score.extend(nan if v is None else v for v in scores)
+        self.seg_kind.extend(kinds)
+        if len(xy):
+            self.xy_parts.append(xy.astype(np.float64, copy=False))
+        self.ring_len.extend(ring_len)
+        self.rings_per_ann.extend(rper)
+        self.rle.extend([None] * n)
+        self.kp_count.extend([0] * n)
+        self.num_kp.extend([-1] * n)
+        self.annotator.extend(annot)
+        return True
+
+    def _has_annotators(self, items: list[dict[str, Any]]) -> bool:
+        if self.annotator_field is not None:
+            return True
+        return any(("annotator_id" in a or "annotator" in a or "attributes" in a) for a in items)
+
+    def _add_slow(self, chunk: Chunk) -> None:
         nan = float("nan")
         xy: list[Any] = []
         kps: list[Any] = []
@@ -232,7 +329,7 @@ class _Annotations(_Builder):
                 bbs.append(_NAN4)
                 ok = ok and bb is None
             a = g("area")
-            if type(a) in _NUM:
+            if isinstance(a, (int, float)) and type(a) is not bool:
                 areas.append(a)
             else:
                 areas.append(nan)
@@ -241,7 +338,7 @@ class _Annotations(_Builder):
             crowd.append(c == 1)
             ok = ok and type(c) is int and (c == 0 or c == 1)
             s = g("score")
-            if type(s) in _NUM:
+            if isinstance(s, (int, float)) and type(s) is not bool:
                 scores.append(s)
             else:
                 scores.append(nan)
@@ -309,8 +406,6 @@ class _Annotations(_Builder):
             self.xy_parts.append(self._numeric(xy, chunk, "segmentation"))
         if kps:
             self.kp_parts.append(self._numeric(kps, chunk, "keypoints"))
-        self.line.append(chunk.lines)
-        self.n += len(chunk.items)
 
     def _numeric(self, values: list[Any], chunk: Chunk, field: str) -> npt.NDArray[np.float64]:
         """Flat numbers to float64; on a non-number, flag the elements that hold one."""
