@@ -149,3 +149,12 @@ def test_rules_schema_rejects_unknown_keys() -> None:
         jsonschema.validate({"min_recal": 0.9}, RULES_SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"per_class": {"person": {"iou": 0.9}}}, RULES_SCHEMA)
+
+
+def test_drift_check_needs_a_systematic_shift() -> None:
+    """Noise whose interval spans zero passes max_drift; a shift beyond it fails."""
+    from annogate.checks.golden import _systematic
+
+    assert _systematic({"mean": 0.05, "low": -0.01, "high": 0.11}) == 0.0
+    assert math.isclose(_systematic({"mean": -0.05, "low": -0.07, "high": -0.03}), 0.03)
+    assert _systematic({"mean": 0.04, "low": math.nan, "high": math.nan}) == 0.04

@@ -21,17 +21,21 @@ objects. So this module re-implements ``evaluateImg`` exactly, but vectorised:
   one, and crowd regions stay available, absorbing any number of batch objects as
   *ignored* (neither true nor false positives). Crowd IoU is
   ``intersection / area(batch object)``, as COCO defines it;
-* IoU is box IoU (``bbox``), mask IoU through ``pycocotools.mask`` on masks
-  rasterised at the golden image's size (``segm``: polygons, RLE, or the box when
-  an object has no segmentation, as ``COCO.loadRes`` does), or OKS (``keypoints``).
+* IoU is box IoU (``bbox``), mask IoU on masks rasterised at the golden image's
+  size exactly as ``pycocotools.mask`` does (``segm``: polygons, RLE, or the box
+  when an object has no segmentation, as ``COCO.loadRes`` does), or OKS
+  (``keypoints``).
 
 Then a second, class-agnostic pass (same greedy rule, per image) pairs the batch
 objects and golden objects that are still unmatched, so that a right box with a
 wrong class is reported once as *mislabelled* rather than as a miss plus an extra.
 
 How it stays fast without per-object Python: objects are grouped with
-``argsort``; IoU is computed only for pairs in the same image (and, for masks,
-only for pairs whose mask boxes overlap, one ``pycocotools`` call per image); and
+``argsort``; IoU is computed only for pairs in the same image; masks of
+single-ring polygons (and boxes) are drawn by a vectorised re-implementation of
+pycocotools' ``rleFrPoly`` as column intervals, and a pair's intersection is
+computed only over the columns both masks share (multi-ring polygons and RLE
+masks go through pycocotools itself, one call per image); and
 the inherently sequential greedy loop is run in vectorised *rounds*: a batch
 object whose current best candidate is not wanted by any earlier undecided object
 can be decided now, because availability only ever shrinks. Every group's first
@@ -49,9 +53,9 @@ Public API: :class:`MatchSettings`, :func:`match`, :class:`MatchResult`,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-import os
 from enum import IntEnum
 from typing import Any, Literal
 
@@ -378,30 +382,30 @@ class _Raster:
     ok: B
 
 
-def _crossings_flat(n_e: I64, base_e: I64, t0_e: I64, ys_e: F64, s_e: F64, h_e: F64) -> tuple[I64, F64]:
-    """Slots and y of the column crossings of 'flat' edges (|dx| >= |dy|): t = t0 + 5k."""
+def _crossings_flat(n_e: I64, base_e: I64, t0_e: I64, ys_e: F64, s_e: F64, h: F64 | float) -> tuple[I64, F64]:
+    """Slots and rows of the column crossings of flat edges (``|dx| >= |dy|``).
+
+    Crossing ``k`` of an edge is at ``t = t0 + 5k`` and keeps the smaller of the
+    walk's ``v`` at ``t`` and ``t + 1``; ``v`` is monotone in ``t`` with the sign of
+    the slope, so that is ``v(t)`` for a rising edge and ``v(t + 1)`` otherwise.
+    """
     total = int(n_e.sum())
     cum = np.cumsum(n_e) - n_e
     ea = np.repeat(np.arange(len(n_e)), n_e)
     idx = np.arange(total, dtype=np.int64)
     slot = (base_e - cum)[ea] + idx
-    t = ((t0_e - 5 * cum)[ea] + 5 * idx).astype(np.float64)
-    sg = s_e[ea]
-    yg = ys_e[ea]
-    v1 = sg * t
-    v1 += yg
-    v1 += 0.5
-    np.trunc(v1, out=v1)
-    t += 1.0
-    t *= sg
-    t += yg
+    t = np.arange(total, dtype=np.float64)
+    t *= 5.0
+    t += (t0_e + (s_e < 0) - 5 * cum).astype(np.float64)[ea]
+    t *= s_e[ea]
+    t += ys_e[ea]
     t += 0.5
     np.trunc(t, out=t)
-    np.minimum(v1, t, out=v1)
-    return slot, _y_of(v1, h_e[ea])
+    return slot, _y_of(t, h if isinstance(h, float) else h[ea])
 
 
-def _y_of(v: F64, h: F64) -> F64:
+def _y_of(v: F64, h: F64 | float) -> F64:
+    """``rleFrPoly``'s downsampling of a walk row: ``ceil(clamp((v + .5) / 5 - .5, 0, h))``, in place."""
     v += 0.5
     v /= 5.0
     v -= 0.5
@@ -449,6 +453,7 @@ def _rasterise(xy: F64, start: I64, npts: I64, h: I64, w: I64) -> _Raster:
         s = np.where(hz, (ye - ys) / np.where(dx == 0, 1, dx), (xe - xs) / np.where(dy == 0, 1, dy))
     wv = w[vo]
     hv = h[vo].astype(np.float64)
+    h_all: F64 | float = float(h[0]) if n and bool((h == h[0]).all()) else hv
     xsf = xs.astype(np.float64)
     # column range of each edge's crossings
     a_lo = np.maximum(_cdiv(xs - 2, 5), 0)
@@ -470,7 +475,7 @@ def _rasterise(xy: F64, start: I64, npts: I64, h: I64, w: I64) -> _Raster:
     nslot = int(ncol.sum())
     base = (slot0 - cmin)[vo] + lo  # slot of each edge's first crossing
     fa = np.flatnonzero(hz & (n_e > 0))
-    slot_a, y_a = _crossings_flat(n_e[fa], base[fa], 5 * lo[fa] + 2 - xs[fa], ys[fa].astype(np.float64), s[fa], hv[fa])
+    slot_a, y_a = _crossings_flat(n_e[fa], base[fa], 5 * lo[fa] + 2 - xs[fa], ys[fa].astype(np.float64), s[fa], h_all if isinstance(h_all, float) else hv[fa])
     # steep edges (|dy| > |dx|): u(t) = trunc(xs + s t + .5) is monotone; find the step onto 5c+3 / 5c+2
     fb = np.flatnonzero(~hz & (n_e > 0))
     eb, kb = _ragged(n_e[fb])
@@ -508,7 +513,7 @@ def _rasterise(xy: F64, start: I64, npts: I64, h: I64, w: I64) -> _Raster:
     if bad.size:
         ok[vo[e[bad]]] = False
     slot_b = base[e] + kb
-    y_b = _y_of(ys[e].astype(np.float64) + t - 1.0, hv[e])
+    y_b = _y_of(ys[e].astype(np.float64) + t - 1.0, h_all if isinstance(h_all, float) else hv[e])
     slot = np.concatenate([slot_a, slot_b])
     y = np.concatenate([y_a, y_b])
     cnt = np.bincount(slot, minlength=nslot)
@@ -581,7 +586,7 @@ def _raster_iou(A: _Raster, pa: I64, Bm: _Raster, pb: I64, crowd: B) -> F64:
     return np.where(inter > 0, o, 0.0)
 
 
-_CHUNK_PAIRS = 1 << 13  # pairs per rasterisation chunk: bounds the temporary interval arrays
+_CHUNK_PAIRS = 1 << 11  # pairs per rasterisation chunk: bounds the temporary interval arrays
 _THREADS = min(4, os.cpu_count() or 1)
 
 
