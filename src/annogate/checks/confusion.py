@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from annogate.checks.golden import MATCH_SCHEMA, golden_match
+from annogate.checks.golden import MATCH_SCHEMA, match_or_result
 from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_rows
 from annogate.gates import Gate, GateContext
 from annogate.matching import Status
@@ -90,13 +90,10 @@ def confusion_counts(batch: Batch, golden: Batch, batch_status: np.ndarray, batc
 
 def run(batch: Batch, ctx: GateContext) -> GateResult:
     """Confusion matrix on the golden images, checked per named pair and on the worst pair."""
-    gm = golden_match(batch, ctx)
-    if isinstance(gm, str):
-        failed = gm.startswith(("golden file not found", "cannot"))
-        return GateResult(gate="confusion", verdict="failed" if failed else "skipped", reason=gm)
+    gm = match_or_result(batch, ctx, gate="confusion")
+    if isinstance(gm, GateResult):
+        return gm
     res, golden = gm.result, gm.golden
-    if res.images.shape[0] == 0:
-        return GateResult(gate="confusion", verdict="skipped", reason=f"the batch has no image of the golden file {gm.golden_path.name}")
     sec = ctx.section
     counts = confusion_counts(batch, golden, res.batch_status, res.batch_match, res.gold_status)
     row_total: Counter[str] = Counter()

@@ -70,6 +70,7 @@ __all__ = [
     "GoldenMatch",
     "drift_stats",
     "golden_match",
+    "match_or_result",
     "match_settings",
 ]
 
@@ -385,14 +386,26 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
     return out
 
 
-def run(batch: Batch, ctx: GateContext) -> GateResult:
-    """Match the batch's golden images with the golden file; check metrics against the rules."""
+def match_or_result(batch: Batch, ctx: GateContext, *, gate: str) -> GoldenMatch | GateResult:
+    """The golden match, or the result a gate reports when there is none.
+
+    Shared by the golden and confusion gates so both skip (nothing to compare) or
+    fail (a configured golden file that is missing or unreadable) alike.
+    """
     gm = golden_match(batch, ctx)
     if isinstance(gm, str):
         failed = gm.startswith(("golden file not found", "cannot"))
-        return GateResult(gate="golden", verdict="failed" if failed else "skipped", reason=gm)
+        return GateResult(gate=gate, verdict="failed" if failed else "skipped", reason=gm)
     if gm.result.images.shape[0] == 0:
-        return GateResult(gate="golden", verdict="skipped", reason=f"the batch has no image of the golden file {gm.golden_path.name}")
+        return GateResult(gate=gate, verdict="skipped", reason=f"the batch has no image of the golden file {gm.golden_path.name}")
+    return gm
+
+
+def run(batch: Batch, ctx: GateContext) -> GateResult:
+    """Match the batch's golden images with the golden file; check metrics against the rules."""
+    gm = match_or_result(batch, ctx, gate="golden")
+    if isinstance(gm, GateResult):
+        return gm
     sec = ctx.section
     overall, per = _metrics(batch, gm)
     checks = _checks("overall", overall, sec)
