@@ -77,7 +77,12 @@ def generate(path: Path, n: int, vertices: int, n_images: int = 200_000, seed: i
     cat = rng.integers(1, 81, n)
     with open(path, "w") as fh:
         fh.write('{"images": [')
-        fh.write(",".join(f'{{"id": {i}, "file_name": "{i:012d}.jpg", "width": 640, "height": 480}}' for i in range(1, n_images + 1)))
+        fh.write(
+            ",".join(
+                f'{{"id": {i}, "file_name": "{i:012d}.jpg", "width": 640, "height": 480}}'
+                for i in range(1, n_images + 1)
+            )
+        )
         fh.write('], "categories": [')
         fh.write(",".join(f'{{"id": {k}, "name": "c{k}", "supercategory": ""}}' for k in range(1, 81)))
         fh.write('], "annotations": [\n')

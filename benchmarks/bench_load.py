@@ -50,9 +50,19 @@ def generate(path: Path, *, images: int, per_image: int, vertices: int, seed: in
                     ring += [round(cx + r * math.cos(a), 2), round(cy + r * math.sin(a), 2)]
                 xs, ys = ring[0::2], ring[1::2]
                 box = [min(xs), min(ys), round(max(xs) - min(xs), 2), round(max(ys) - min(ys), 2)]
-                area = abs(sum(xs[k] * ys[(k + 1) % vertices] - xs[(k + 1) % vertices] * ys[k] for k in range(vertices))) / 2
-                ann = {"id": aid, "image_id": i + 1, "category_id": rng.randint(1, 80), "iscrowd": 0,
-                       "segmentation": [ring], "area": round(area, 2), "bbox": box}
+                area = (
+                    abs(sum(xs[k] * ys[(k + 1) % vertices] - xs[(k + 1) % vertices] * ys[k] for k in range(vertices)))
+                    / 2
+                )
+                ann = {
+                    "id": aid,
+                    "image_id": i + 1,
+                    "category_id": rng.randint(1, 80),
+                    "iscrowd": 0,
+                    "segmentation": [ring],
+                    "area": round(area, 2),
+                    "bbox": box,
+                }
                 f.write(json.dumps(ann, separators=(",", ":")))
                 f.write(",\n" if aid < total else "\n")
         f.write('],\n"categories": ' + json.dumps(cats) + "\n}\n")
@@ -75,7 +85,8 @@ RUNNERS = {
 
 def run_one(name: str, path: Path) -> dict[str, float]:
     code = (
-        "import time,resource,json,sys\nP=sys.argv[1]\nextra={}\n" + RUNNERS[name]
+        "import time,resource,json,sys\nP=sys.argv[1]\nextra={}\n"
+        + RUNNERS[name]
         + "\nprint(json.dumps({'seconds':t,'peak_mb':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,**extra}))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=False)
@@ -101,7 +112,9 @@ def main() -> None:
         generate(path, images=args.images, per_image=per, vertices=args.vertices)
         print(f"generated {path.name} in {time.perf_counter() - t:.1f} s")
     size_mb = path.stat().st_size / 2**20
-    print(f"file: {path.name}, {size_mb:.0f} MiB, {args.images * per:,} annotations, {args.vertices} vertices; cpus={os.cpu_count()}")
+    print(
+        f"file: {path.name}, {size_mb:.0f} MiB, {args.images * per:,} annotations, {args.vertices} vertices; cpus={os.cpu_count()}"
+    )
     results = {n: run_one(n, path) for n in RUNNERS if n not in args.skip}
     base = results.get("orjson.loads (gc off)", {}).get("seconds")
     print(f"\n{'reader':36} {'seconds':>8} {'x orjson(gc off)':>17} {'peak MiB':>9} {'x file':>7}")
@@ -113,8 +126,10 @@ def main() -> None:
         print(f"{n:36} {r['seconds']:8.2f} {ratio:>17} {r['peak_mb']:9.0f} {r['peak_mb'] / size_mb:7.2f}")
     g = results.get("annogate load + schema + geometry", {})
     if "load" in g:
-        print(f"\nannogate gates: load {g['load']:.2f} s, schema {g['schema']:.2f} s, geometry {g['geometry']:.2f} s "
-              f"(geometry / load = {g['geometry'] / g['load']:.2f}); findings: {int(g['findings'])}")
+        print(
+            f"\nannogate gates: load {g['load']:.2f} s, schema {g['schema']:.2f} s, geometry {g['geometry']:.2f} s "
+            f"(geometry / load = {g['geometry'] / g['load']:.2f}); findings: {int(g['findings'])}"
+        )
 
 
 if __name__ == "__main__":

@@ -131,7 +131,9 @@ def _batch(c: dict[str, np.ndarray], n_img: int, id0: int, name: str) -> Batch:
     return Batch(path=Path(name), format="coco", images=imgs, categories=cats, annotations=ann, files=(name,))
 
 
-def _coco(gc: dict[str, np.ndarray], bc: dict[str, np.ndarray], n_img: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _coco(
+    gc: dict[str, np.ndarray], bc: dict[str, np.ndarray], n_img: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The same data as pycocotools wants it: a ground-truth dict and a results list."""
 
     def polys(c: dict[str, np.ndarray]) -> list[list[list[float]]]:
@@ -139,17 +141,31 @@ def _coco(gc: dict[str, np.ndarray], bc: dict[str, np.ndarray], n_img: int) -> t
 
     gp = polys(gc)
     gt = {
-        "images": [{"id": i + 1, "file_name": f"img_{i:06d}.jpg", "width": int(W), "height": int(H)} for i in range(n_img)],
+        "images": [
+            {"id": i + 1, "file_name": f"img_{i:06d}.jpg", "width": int(W), "height": int(H)} for i in range(n_img)
+        ],
         "categories": [{"id": i + 1, "name": f"class{i}"} for i in range(NCLS)],
         "annotations": [
-            {"id": k + 1, "image_id": int(im) + 1, "category_id": int(c) + 1, "bbox": b, "area": b[2] * b[3], "iscrowd": int(cr), "segmentation": s}
-            for k, (im, c, b, cr, s) in enumerate(zip(gc["img"].tolist(), gc["cls"].tolist(), gc["box"].tolist(), gc["crowd"].tolist(), gp, strict=True))
+            {
+                "id": k + 1,
+                "image_id": int(im) + 1,
+                "category_id": int(c) + 1,
+                "bbox": b,
+                "area": b[2] * b[3],
+                "iscrowd": int(cr),
+                "segmentation": s,
+            }
+            for k, (im, c, b, cr, s) in enumerate(
+                zip(gc["img"].tolist(), gc["cls"].tolist(), gc["box"].tolist(), gc["crowd"].tolist(), gp, strict=True)
+            )
         ],
     }
     bp = polys(bc)
     dts = [
         {"image_id": int(im) + 1, "category_id": int(c) + 1, "bbox": b, "score": s, "segmentation": p}
-        for im, c, b, s, p in zip(bc["img"].tolist(), bc["cls"].tolist(), bc["box"].tolist(), bc["score"].tolist(), bp, strict=True)
+        for im, c, b, s, p in zip(
+            bc["img"].tolist(), bc["cls"].tolist(), bc["box"].tolist(), bc["score"].tolist(), bp, strict=True
+        )
     ]
     return gt, dts
 
@@ -161,7 +177,9 @@ def _restrict(p: Any) -> None:
     p.maxDets = [100]
 
 
-def run_faster(gt: dict[str, Any], dts: list[dict[str, Any]], iou_type: str, *, restrict: bool = True) -> tuple[float, float, set[tuple[int, int]]]:
+def run_faster(
+    gt: dict[str, Any], dts: list[dict[str, Any]], iou_type: str, *, restrict: bool = True
+) -> tuple[float, float, set[tuple[int, int]]]:
     """faster-coco-eval's evaluate(): restricted to one threshold/area/maxDets, or COCO's defaults."""
     from faster_coco_eval import COCO, COCOeval_faster
 
@@ -180,7 +198,9 @@ def run_faster(gt: dict[str, Any], dts: list[dict[str, Any]], iou_type: str, *, 
     return t2 - t1, t1 - t0, pairs
 
 
-def run_pycocotools(gt: dict[str, Any], dts: list[dict[str, Any]], iou_type: str) -> tuple[float, float, list[dict[str, Any]]]:
+def run_pycocotools(
+    gt: dict[str, Any], dts: list[dict[str, Any]], iou_type: str
+) -> tuple[float, float, list[dict[str, Any]]]:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -219,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3, help="annogate runs; the best is reported")
     ap.add_argument("--no-pycocotools", action="store_true", help="skip pycocotools (slow on large sets)")
-    ap.add_argument("--no-default", action="store_true", help="skip faster-coco-eval with COCO's default 10 thresholds x 4 areas")
+    ap.add_argument(
+        "--no-default", action="store_true", help="skip faster-coco-eval with COCO's default 10 thresholds x 4 areas"
+    )
     ap.add_argument("--types", default="bbox,segm")
     a = ap.parse_args(argv)
 
@@ -255,7 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((iou_type, "faster-coco-eval COCO+loadRes", fast_load, "(not in ratio)"))
         if not a.no_default:
             full, _, _ = run_faster(gt, dts, iou_type, restrict=False)
-            rows.append((iou_type, "faster-coco-eval evaluate, defaults", full, f"{fast / full:.2f}x (annogate {full / best:.1f}x faster)"))
+            rows.append(
+                (
+                    iou_type,
+                    "faster-coco-eval evaluate, defaults",
+                    full,
+                    f"{fast / full:.2f}x (annogate {full / best:.1f}x faster)",
+                )
+            )
         line = f"{iou_type}: {res.counts()}; matches == faster-coco-eval: {same_fast}"
         if not a.no_pycocotools:
             slow, _slow_load, evals = run_pycocotools(gt, dts, iou_type)

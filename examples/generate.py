@@ -38,8 +38,16 @@ def _objects(rng: random.Random, n: int) -> list[dict[str, Any]]:
 def _poly(box: list[float]) -> list[list[float]]:
     x, y, w, h = box
     # an octagon inscribed in the box: a realistic outline whose extent is the box
-    pts = [(x + 0.3 * w, y), (x + 0.7 * w, y), (x + w, y + 0.3 * h), (x + w, y + 0.7 * h),
-           (x + 0.7 * w, y + h), (x + 0.3 * w, y + h), (x, y + 0.7 * h), (x, y + 0.3 * h)]
+    pts = [
+        (x + 0.3 * w, y),
+        (x + 0.7 * w, y),
+        (x + w, y + 0.3 * h),
+        (x + w, y + 0.7 * h),
+        (x + 0.7 * w, y + h),
+        (x + 0.3 * w, y + h),
+        (x, y + 0.7 * h),
+        (x, y + 0.3 * h),
+    ]
     return [[round(v, 2) for p in pts for v in p]]
 
 
@@ -49,8 +57,14 @@ def _poly_area(ring: list[float]) -> float:
 
 
 def _ann(aid: int, img: int, cls: str, box: list[float], annotator: str, poly: bool) -> dict[str, Any]:
-    a: dict[str, Any] = {"id": aid, "image_id": img, "category_id": CLASSES.index(cls) + 1, "bbox": box, "iscrowd": 0,
-                         "annotator_id": annotator}
+    a: dict[str, Any] = {
+        "id": aid,
+        "image_id": img,
+        "category_id": CLASSES.index(cls) + 1,
+        "bbox": box,
+        "iscrowd": 0,
+        "annotator_id": annotator,
+    }
     if poly:
         a["segmentation"] = _poly(box)
         a["area"] = round(_poly_area(a["segmentation"][0]), 2)
@@ -97,16 +111,28 @@ def main() -> None:
                 box = [round(x, 1), round(y, 1), round(w, 1), round(h, 1)]
                 anns.append(_ann(len(anns) + 1, i + 1, cls, box, annotator[i], poly=(k % 2 == 0)))
         if defective:
-            anns.append(_ann(len(anns) + 1, GOLDEN[5] + 1, "truck", [600.0, 300.0, 120.0, 90.0], "carol", poly=False))  # phantom
-            anns.append(dict(_ann(len(anns) + 1, 5, "car", [100.0, 100.0, 80.0, 60.0], "bob", poly=False), category_id=99))
-            anns.append(_ann(len(anns) + 1, 8, "truck", [1200.0, 400.0, 120.0, 100.0], "carol", poly=False))  # 40 px past the right edge
+            anns.append(
+                _ann(len(anns) + 1, GOLDEN[5] + 1, "truck", [600.0, 300.0, 120.0, 90.0], "carol", poly=False)
+            )  # phantom
+            anns.append(
+                dict(_ann(len(anns) + 1, 5, "car", [100.0, 100.0, 80.0, 60.0], "bob", poly=False), category_id=99)
+            )
+            anns.append(
+                _ann(len(anns) + 1, 8, "truck", [1200.0, 400.0, 120.0, 100.0], "carol", poly=False)
+            )  # 40 px past the right edge
             bow = _ann(len(anns) + 1, 9, "car", [300.0, 300.0, 100.0, 100.0], "alice", poly=True)
             bow["segmentation"] = [[300.0, 300.0, 400.0, 400.0, 400.0, 300.0, 300.0, 400.0]]  # bow-tie
             bow["area"] = 5000.0
             anns.append(bow)
-            anns.append(_ann(len(anns) + 1, 12, "traffic_light", [500.0, 50.0, 0.0, 30.0], "bob", poly=False))  # zero width
-        return {"info": {"description": "annogate example batch", "year": 2026}, "images": images,
-                "annotations": anns, "categories": cats}
+            anns.append(
+                _ann(len(anns) + 1, 12, "traffic_light", [500.0, 50.0, 0.0, 30.0], "bob", poly=False)
+            )  # zero width
+        return {
+            "info": {"description": "annogate example batch", "year": 2026},
+            "images": images,
+            "annotations": anns,
+            "categories": cats,
+        }
 
     _write(HERE / "clean" / "batch.json", batch(False))
     _write(HERE / "defective" / "batch.json", batch(True))

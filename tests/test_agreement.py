@@ -38,7 +38,9 @@ CLASSES = ("cat", "dog", "bird")
 Obj = tuple[str, str, str, Sequence[float]]  # annotator, image file name, class, bbox
 
 
-def coco(objects: Sequence[Obj], *, images: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def coco(
+    objects: Sequence[Obj], *, images: Sequence[str] = (), extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A COCO dict: images in order of first use, ids from 1, ``annotator_id`` per object."""
     names = list(dict.fromkeys([*images, *(o[1] for o in objects)]))
     img_id = {n: i + 1 for i, n in enumerate(names)}
@@ -298,7 +300,9 @@ def test_unmatched_as_nothing_counts_detection_disagreement(write_coco: Callable
         dtype=float,
     )
     r = run_gate(batch, unmatched="nothing", min_alpha=0.0)
-    assert r.metrics["alpha"] == pytest.approx(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+    assert r.metrics["alpha"] == pytest.approx(
+        krippendorff.alpha(reliability_data=data, level_of_measurement="nominal")
+    )
     assert r.metrics["alpha"] < 1.0
     coders = ["alice", "bob", "carol"]
     for row in r.tables["pairs"][1:]:
@@ -428,7 +432,9 @@ def test_consensus_is_a_golden_batch(write_coco: Callable[..., Path]) -> None:
     assert len(every.images) == 3 and every.annotations.image.tolist() == [0, 1]
 
 
-def test_consensus_as_golden_reference_matches_the_majority(flip_batch: tuple[Batch, Path, list[tuple[str, int, str]]]) -> None:
+def test_consensus_as_golden_reference_matches_the_majority(
+    flip_batch: tuple[Batch, Path, list[tuple[str, int, str]]],
+) -> None:
     """The consensus pairs with alice's objects one-to-one and class for class."""
     from annogate.matching import match
 
@@ -439,7 +445,9 @@ def test_consensus_as_golden_reference_matches_the_majority(flip_batch: tuple[Ba
     assert res.counts()["matched"] == 12 and res.counts()["mislabelled"] == 0
 
 
-def test_consensus_for_uses_the_rules_and_the_gate_cache(flip_batch: tuple[Batch, Path, list[tuple[str, int, str]]]) -> None:
+def test_consensus_for_uses_the_rules_and_the_gate_cache(
+    flip_batch: tuple[Batch, Path, list[tuple[str, int, str]]],
+) -> None:
     batch = flip_batch[0]
     ctx = GateContext(section={"quorum": 3}, rules={"agreement": {"quorum": 3}}, base_dir=Path("."), load=load_batch)
     GATE.run(batch, ctx)

@@ -26,7 +26,9 @@ def _expected_lines(path: Path, key: str) -> list[int]:
     for i in range(start + 1, len(lines)):
         if lines[i].startswith(" ]"):
             break
-        if lines[i] == "  {" or (lines[i].startswith("  ") and not lines[i].startswith("   ") and lines[i].strip() not in ("}", "},")):
+        if lines[i] == "  {" or (
+            lines[i].startswith("  ") and not lines[i].startswith("   ") and lines[i].strip() not in ("}", "},")
+        ):
             out.append(i + 1)
     return out
 
@@ -116,8 +118,14 @@ def test_recognised_by_content(tmp_path: Path) -> None:
 def test_results_file_resolves_against_ground_truth(tmp_path: Path) -> None:
     gt = load_batch(DATA / "valid" / "coco" / "minimal.json")
     p = tmp_path / "res.json"
-    p.write_text(json.dumps([{"image_id": 2, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.9},
-                             {"image_id": 1, "category_id": 1, "bbox": [5, 6, 7, 8], "score": 0.1}]))
+    p.write_text(
+        json.dumps(
+            [
+                {"image_id": 2, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.9},
+                {"image_id": 1, "category_id": 1, "bbox": [5, 6, 7, 8], "score": 0.1},
+            ]
+        )
+    )
     b = load_batch(p, format="coco", images_from=gt)
     assert b.annotations.image.tolist() == [1, 0]
     assert b.annotations.category.tolist() == [1, 0]

@@ -18,13 +18,21 @@ VALID = DATA / "valid" / "golden"
 INVALID = DATA / "invalid" / "golden"
 
 
-def ctx_for(folder: Path, section: dict[str, Any], rules: dict[str, Any] | None = None, loads: list[Path] | None = None, cache: dict[str, Any] | None = None) -> GateContext:
+def ctx_for(
+    folder: Path,
+    section: dict[str, Any],
+    rules: dict[str, Any] | None = None,
+    loads: list[Path] | None = None,
+    cache: dict[str, Any] | None = None,
+) -> GateContext:
     def load(p: Path) -> Batch:
         if loads is not None:
             loads.append(p)
         return load_batch(p)
 
-    return GateContext(section=section, rules=rules or {}, base_dir=folder, load=load, cache={} if cache is None else cache)
+    return GateContext(
+        section=section, rules=rules or {}, base_dir=folder, load=load, cache={} if cache is None else cache
+    )
 
 
 def test_named_pair_fails_and_findings() -> None:
@@ -34,7 +42,9 @@ def test_named_pair_fails_and_findings() -> None:
     assert res.verdict == "failed"
     failed = [(c.metric, c.scope, c.value) for c in res.failed_checks]
     assert failed == [("pair_rate", "pair:cyclist->pedestrian", 1.0)]
-    assert [(f.rule, f.severity, f.category, f.image) for f in res.findings] == [("confusion", "error", "pedestrian", "honey_01.jpg")]
+    assert [(f.rule, f.severity, f.category, f.image) for f in res.findings] == [
+        ("confusion", "error", "pedestrian", "honey_01.jpg")
+    ]
     assert "golden 'cyclist' labelled 'pedestrian'" in res.findings[0].message
     m = res.metrics
     assert m["pairs"]["cyclist->pedestrian"] == {"count": 1, "golden": 1, "rate": 1.0}
@@ -60,7 +70,10 @@ def test_max_pair_rate_and_min_support() -> None:
 
 
 def test_valid_batch_passes() -> None:
-    res = confusion.GATE.run(load_batch(VALID / "batch.json"), ctx_for(VALID, {"max_pair_rate": 0.0, "pairs": {"cyclist->pedestrian": 0.0}}, rules={"golden": "golden.json"}))
+    res = confusion.GATE.run(
+        load_batch(VALID / "batch.json"),
+        ctx_for(VALID, {"max_pair_rate": 0.0, "pairs": {"cyclist->pedestrian": 0.0}}, rules={"golden": "golden.json"}),
+    )
     assert res.verdict == "passed" and res.findings == []
     assert res.metrics["worst_pair"] is None
 

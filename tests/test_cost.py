@@ -48,7 +48,9 @@ def golden(tp: int, mislabelled: int, missing: int, extra: int) -> GateResult:
     )
 
 
-def geo(rule: str, ann_id: int | None, *, category: str | None = None, annotator: str | None = None, severity: str = "error") -> Finding:
+def geo(
+    rule: str, ann_id: int | None, *, category: str | None = None, annotator: str | None = None, severity: str = "error"
+) -> Finding:
     return Finding(
         gate="geometry",
         rule=rule,
@@ -110,7 +112,9 @@ def test_estimate_reference_case_in_money() -> None:
 
 
 def test_explicit_golden_counts_override_extraction() -> None:
-    est = estimate_cost(n_labels=1000, results=[], golden_defects=10, golden_sample=100, params={"correction_error_rate": 0.0})
+    est = estimate_cost(
+        n_labels=1000, results=[], golden_defects=10, golden_sample=100, params={"correction_error_rate": 0.0}
+    )
     assert est.expected.first_pass_defects == pytest.approx(100)  # 1000 x 0.1
     assert est.rework == pytest.approx(100 * 0.05)
 
@@ -188,7 +192,9 @@ def test_itemisation_by_golden_error_type_and_cohort() -> None:
     params = {"correction_error_rate": 0.0, "price_per_label": 1.0, "cohorts": {"alice": "vendor-a", "bob": "vendor-a"}}
     est = estimate_cost(n_labels=10_000, results=[g], params=params)
     assert est.rework == pytest.approx(1000)
-    assert {b.key: b.amount for b in est.by_error_type} == pytest.approx({"mislabelled": 500, "missing": 300, "extra": 200})
+    assert {b.key: b.amount for b in est.by_error_type} == pytest.approx(
+        {"mislabelled": 500, "missing": 300, "extra": 200}
+    )
     assert {b.key: b.amount for b in est.by_annotator} == pytest.approx({"vendor-a": 750, UNKNOWN: 250})
     rework_lines = [i for i in est.line_items if i.category == "rework"]
     assert sum(i.amount for i in rework_lines) == pytest.approx(est.rework)
@@ -199,7 +205,13 @@ def test_prices_per_class_and_type() -> None:
         "price_per_label": {"default": 0.05, "polygon": 0.2, "classes": {"person": 0.1, "car": {"polygon": 0.5}}},
         "correction_error_rate": 0.0,
     }
-    mix: dict[tuple[str | None, str], int] = {("person", "bbox"): 100, ("person", "polygon"): 100, ("car", "polygon"): 100, ("car", "bbox"): 100, ("tree", "polygon"): 100}
+    mix: dict[tuple[str | None, str], int] = {
+        ("person", "bbox"): 100,
+        ("person", "polygon"): 100,
+        ("car", "polygon"): 100,
+        ("car", "bbox"): 100,
+        ("tree", "polygon"): 100,
+    }
     est = estimate_cost(n_labels=500, results=[], params=params, composition=mix)
     # person 200 x 0.1 + car poly 100 x 0.5 + car bbox 100 x 0.05 + tree poly 100 x 0.2
     assert est.direct == pytest.approx(20 + 50 + 5 + 20)
@@ -226,7 +238,9 @@ def test_downstream_counted_per_pattern() -> None:
         verdict="failed",
         checks=[failed("confusion.rate", "pair:cyclist->pedestrian", 0.1, 0.02)],
     )
-    params = {"downstream": {"retrain_cost": 1000.0, "engineer_hours": 10, "hourly_rate": 100.0, "downstream_multiplier": 0}}
+    params = {
+        "downstream": {"retrain_cost": 1000.0, "engineer_hours": 10, "hourly_rate": 100.0, "downstream_multiplier": 0}
+    }
     est = estimate_cost(n_labels=1000, results=[g, conf], params=params)
     assert [p.key for p in est.patterns] == [
         "confusion:confusion:pair:cyclist->pedestrian",
@@ -251,7 +265,9 @@ def test_downstream_multiple_of_pattern_rework_when_larger() -> None:
 
 
 def test_confusion_pattern_spoils_rate_times_source_class() -> None:
-    conf = GateResult(gate="confusion", verdict="failed", checks=[failed("confusion.rate", "pair:cyclist->pedestrian", 0.1, 0.02)])
+    conf = GateResult(
+        gate="confusion", verdict="failed", checks=[failed("confusion.rate", "pair:cyclist->pedestrian", 0.1, 0.02)]
+    )
     mix: dict[tuple[str | None, str], int] = {("cyclist", "bbox"): 500, ("pedestrian", "bbox"): 9500}
     (pat,) = systematic_patterns([conf], n_labels=10_000, composition=mix)
     assert pat.affected == pytest.approx(50)
@@ -280,7 +296,9 @@ def test_interval_contains_point_estimate(n: int, data: st.DataObject) -> None:
     r=st.one_of(st.none(), st.floats(0, 0.9)),
     data=st.data(),
 )
-def test_cost_is_monotonic_in_defect_rate(n: int, labels: int, cycles: int, r: float | None, data: st.DataObject) -> None:
+def test_cost_is_monotonic_in_defect_rate(
+    n: int, labels: int, cycles: int, r: float | None, data: st.DataObject
+) -> None:
     k1 = data.draw(st.integers(0, n))
     k2 = data.draw(st.integers(k1, n))
     params = {"max_cycles": cycles} | ({} if r is None else {"correction_error_rate": r})
@@ -300,10 +318,18 @@ def test_golden_counts_shapes() -> None:
     assert golden_counts([GateResult(gate="golden", verdict="skipped", metrics=golden(1, 1, 1, 1).metrics)]) is None
     gc = golden_counts([golden(90, 5, 3, 2)])
     assert gc is not None and (gc.defects, gc.sample) == (10, 100)
-    no_tp = GateResult(gate="golden", verdict="failed", metrics={"overall": {"mislabelled": 5, "missing": 3, "extra": 2, "golden_objects": 98}})
+    no_tp = GateResult(
+        gate="golden",
+        verdict="failed",
+        metrics={"overall": {"mislabelled": 5, "missing": 3, "extra": 2, "golden_objects": 98}},
+    )
     gc = golden_counts([no_tp])
     assert gc is not None and (gc.defects, gc.sample) == (10, 100)
-    nan = GateResult(gate="golden", verdict="failed", metrics={"overall": {"tp": float("nan"), "mislabelled": 1, "missing": 0, "extra": 0}})
+    nan = GateResult(
+        gate="golden",
+        verdict="failed",
+        metrics={"overall": {"tp": float("nan"), "mislabelled": 1, "missing": 0, "extra": 0}},
+    )
     assert golden_counts([nan]) is None
     explicit = GateResult(gate="golden", verdict="failed", metrics={"overall": {"defects": 3, "sample": 30}})
     gc = golden_counts([explicit])
@@ -323,7 +349,13 @@ def test_rules_schema_accepts_documented_keys_and_rejects_unknown() -> None:
         "downstream": {"retrain_cost": 800, "engineer_hours": 16, "hourly_rate": 90, "downstream_multiplier": 10},
     }
     jsonschema.validate(ok, RULES_SCHEMA)
-    for bad in ({"price": 1}, {"downstream": {"retrain": 1}}, {"max_cycles": 0}, {"price_per_label": {"line": 1}}, {"correction_error_rate": 1}):
+    for bad in (
+        {"price": 1},
+        {"downstream": {"retrain": 1}},
+        {"max_cycles": 0},
+        {"price_per_label": {"line": 1}},
+        {"correction_error_rate": 1},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, RULES_SCHEMA)
     p = CostParameters.from_rules(ok)
@@ -339,7 +371,9 @@ def test_defaults() -> None:
 def test_to_dict_is_strict_json() -> None:
     g = golden(900, 50, 30, 20)
     g.checks = [failed("drift.left", "overall")]
-    est = estimate_cost(n_labels=1000, results=[g, GateResult(gate="geometry", verdict="failed", findings=[geo("tiny_box", 1)])])
+    est = estimate_cost(
+        n_labels=1000, results=[g, GateResult(gate="geometry", verdict="failed", findings=[geo("tiny_box", 1)])]
+    )
     d = json.loads(json.dumps(est.to_dict(), allow_nan=False))
     assert d["scenarios"]["expected"]["total"] == pytest.approx(est.total)
     assert d["patterns"][0]["checks"][0]["passed"] is False
@@ -377,7 +411,9 @@ def test_composition_from_batch() -> None:
         keypoints=((), ()),
         line=np.array([1, 2], np.int32),
     )
-    batch = Batch(path=Path("b.json"), format="coco", images=Images.empty(), categories=cats, annotations=ann, files=("b.json",))
+    batch = Batch(
+        path=Path("b.json"), format="coco", images=Images.empty(), categories=cats, annotations=ann, files=("b.json",)
+    )
     assert composition_from_batch(batch) == {
         ("person", "bbox"): 1,
         ("person", "polygon"): 1,

@@ -65,7 +65,9 @@ def test_gate_definition() -> None:
     assert GATE.name == "geometry" and GATE.order == 20 and GATE.run is run
     assert GATE.rules_schema is RULES_SCHEMA
     jsonschema.Draft202012Validator.check_schema(RULES_SCHEMA)
-    jsonschema.validate({**DEFAULTS, "thresholds": {"default": {"max_count": 0}, "box_tiny": {"severity": "warning"}}}, RULES_SCHEMA)
+    jsonschema.validate(
+        {**DEFAULTS, "thresholds": {"default": {"max_count": 0}, "box_tiny": {"severity": "warning"}}}, RULES_SCHEMA
+    )
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"border_tolerance": 1, "bordr_tolerance": 2}, RULES_SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
@@ -136,7 +138,9 @@ def test_box_nonfinite_on_the_model() -> None:
     bbox[1] = [10.0, 10.0, np.nan, 20.0]
     bbox[2] = [np.inf, 0.0, 10.0, 10.0]
     bbox[3] = np.nan  # absent, not a defect
-    patched = dataclasses.replace(batch, annotations=dataclasses.replace(ann, bbox=bbox, area=np.full(len(ann), np.nan)))
+    patched = dataclasses.replace(
+        batch, annotations=dataclasses.replace(ann, bbox=bbox, area=np.full(len(ann), np.nan))
+    )
     result = _gate(patched)
     assert sorted((f.rule, f.annotation_id) for f in result.findings) == [
         ("box_nonfinite", int(ann.id[1])),
@@ -154,7 +158,9 @@ def test_thresholds_and_warnings() -> None:
     assert allowed.verdict == "passed"
     rate = _gate_file(path, {**section, "thresholds": {"box_tiny": {"max_rate": 0.4}}})
     assert rate.verdict == "failed"  # 2 of 4 annotations = 0.5
-    per_class = _gate_file(path, {**section, "thresholds": {"box_tiny": {"max_count": 5, "per_class": {"car": {"max_count": 0}}}}})
+    per_class = _gate_file(
+        path, {**section, "thresholds": {"box_tiny": {"max_count": 5, "per_class": {"car": {"max_count": 0}}}}}
+    )
     assert per_class.verdict == "failed"
     assert [c.scope for c in per_class.failed_checks] == ["class:car"]
 
@@ -187,14 +193,32 @@ def _clean_batch(draw: st.DrawFn) -> dict[str, Any]:
             x0, y0, x1, y1 = hull.bounds
             assume(min(x1 - x0, y1 - y0) >= 1.0 and hull.area > 1e-3)
             ring = [float(v) for xy in hull.exterior.coords[:-1] for v in xy]
-            anns.append({"id": i + 1, "image_id": 1, "category_id": i + 1, "iscrowd": 0, "segmentation": [ring],
-                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": hull.area})
+            anns.append(
+                {
+                    "id": i + 1,
+                    "image_id": 1,
+                    "category_id": i + 1,
+                    "iscrowd": 0,
+                    "segmentation": [ring],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": hull.area,
+                }
+            )
         else:
             bw = draw(st.floats(1.0, float(w)))
             bh = draw(st.floats(1.0, float(h)))
             x = draw(st.floats(0, w - bw))
             y = draw(st.floats(0, h - bh))
-            anns.append({"id": i + 1, "image_id": 1, "category_id": i + 1, "iscrowd": 0, "bbox": [x, y, bw, bh], "area": bw * bh})
+            anns.append(
+                {
+                    "id": i + 1,
+                    "image_id": 1,
+                    "category_id": i + 1,
+                    "iscrowd": 0,
+                    "bbox": [x, y, bw, bh],
+                    "area": bw * bh,
+                }
+            )
     return {
         "images": [{"id": 1, "file_name": "a.jpg", "width": w, "height": h}],
         "categories": [{"id": k, "name": f"c{k}"} for k in range(1, 7)],
@@ -245,13 +269,20 @@ def test_star_test_never_passes_an_invalid_ring() -> None:
     doc = {
         "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
         "categories": [{"id": 1, "name": "thing"}],
-        "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [p.ravel().tolist()]} for i, p in enumerate(rings)],
+        "annotations": [
+            {"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [p.ravel().tolist()]}
+            for i, p in enumerate(rings)
+        ],
     }
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "rings.json"
         path.write_text(json.dumps(doc))
         result = _gate_file(path)
-    reported = {f.annotation_id for f in result.findings if f.rule in {"polygon_invalid", "polygon_zero_area", "polygon_too_few_points"}}
+    reported = {
+        f.annotation_id
+        for f in result.findings
+        if f.rule in {"polygon_invalid", "polygon_zero_area", "polygon_too_few_points"}
+    }
     bad = {i + 1 for i, p in enumerate(rings) if not Polygon(p).is_valid}
     assert reported == bad
     assert 300 < len(bad) < 2900
@@ -272,7 +303,10 @@ def test_duplicates_match_brute_force() -> None:
     xy = np.r_[xy, xy[src] + rng.uniform(-0.6, 0.6, (300, 2))]
     wh = np.r_[wh, wh[src]]
     boxes = np.c_[xy, wh]
-    anns = [{"id": i + 1, "image_id": int(img[i]), "category_id": int(cat[i]), "iscrowd": 0, "bbox": boxes[i].tolist()} for i in range(len(boxes))]
+    anns = [
+        {"id": i + 1, "image_id": int(img[i]), "category_id": int(cat[i]), "iscrowd": 0, "bbox": boxes[i].tolist()}
+        for i in range(len(boxes))
+    ]
     doc = {
         "images": [{"id": k, "file_name": f"{k}.jpg", "width": 300, "height": 300} for k in range(1, 6)],
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
@@ -302,7 +336,11 @@ def _reference_duplicates(doc: Mapping[str, Any], t: float) -> set[int]:
     out = set()
     for j, b in enumerate(anns):
         for a in anns[:j]:
-            same = (a["image_id"], a["category_id"], a.get("iscrowd", 0)) == (b["image_id"], b["category_id"], b.get("iscrowd", 0))
+            same = (a["image_id"], a["category_id"], a.get("iscrowd", 0)) == (
+                b["image_id"],
+                b["category_id"],
+                b.get("iscrowd", 0),
+            )
             if same and _iou(a["bbox"], b["bbox"]) >= t:
                 out.add(b["id"])
                 break
@@ -408,7 +446,9 @@ def test_coco_val2014_sample(thirdparty: Path) -> None:
         ring = np.asarray(by_id[f.annotation_id]["segmentation"][0], float).reshape(-1, 2)
         reason = shapely.is_valid_reason(Polygon(ring))
         assert reason.startswith("Self-intersection") and reason in f.message
-        assert f.image == next(im["file_name"] for im in doc["images"] if im["id"] == by_id[f.annotation_id]["image_id"])
+        assert f.image == next(
+            im["file_name"] for im in doc["images"] if im["id"] == by_id[f.annotation_id]["image_id"]
+        )
     n_rings = sum(len(a["segmentation"]) for a in doc["annotations"] if isinstance(a["segmentation"], list))
     assert result.metrics["annotations"] == len(doc["annotations"]) == result.population
     assert result.metrics["polygon_rings"] == n_rings
@@ -459,12 +499,34 @@ def test_datumaro_coco_fixtures(thirdparty: Path) -> None:
 
 def test_hostile_rle_does_not_crash(write_coco: Callable[..., Path]) -> None:
     anns = [
-        {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 1, "segmentation": {"size": [10**9, 10**9], "counts": [10**18]}},
-        {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 1, "segmentation": {"size": [4, 4], "counts": "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~"}},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "iscrowd": 1,
+            "segmentation": {"size": [10**9, 10**9], "counts": [10**18]},
+        },
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 1,
+            "iscrowd": 1,
+            "segmentation": {"size": [4, 4], "counts": "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~"},
+        },
         {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1, "segmentation": {"size": "big", "counts": [1]}},
-        {"id": 4, "image_id": 1, "category_id": 1, "iscrowd": 1, "segmentation": {"size": [4, 4], "counts": [1.5, 14.5]}},
+        {
+            "id": 4,
+            "image_id": 1,
+            "category_id": 1,
+            "iscrowd": 1,
+            "segmentation": {"size": [4, 4], "counts": [1.5, 14.5]},
+        },
     ]
-    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}], "categories": [{"id": 1, "name": "x"}], "annotations": anns}
+    doc = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+        "categories": [{"id": 1, "name": "x"}],
+        "annotations": anns,
+    }
     result = _gate_file(write_coco(doc))
     rules = {(f.rule, f.annotation_id) for f in result.findings}
     assert rules == {("rle_undecodable", 1), ("rle_undecodable", 2), ("rle_undecodable", 3), ("rle_undecodable", 4)}

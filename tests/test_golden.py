@@ -30,14 +30,21 @@ VALID = DATA / "valid" / "golden"
 INVALID = DATA / "invalid" / "golden"
 
 
-def ctx_for(folder: Path, section: Mapping[str, Any], rules: Mapping[str, Any] | None = None, cache: dict[str, Any] | None = None) -> GateContext:
+def ctx_for(
+    folder: Path,
+    section: Mapping[str, Any],
+    rules: Mapping[str, Any] | None = None,
+    cache: dict[str, Any] | None = None,
+) -> GateContext:
     loads: list[Path] = []
 
     def load(p: Path) -> Batch:
         loads.append(p)
         return load_batch(p)
 
-    ctx = GateContext(section=section, rules=rules or {}, base_dir=folder, load=load, cache={} if cache is None else cache)
+    ctx = GateContext(
+        section=section, rules=rules or {}, base_dir=folder, load=load, cache={} if cache is None else cache
+    )
     ctx.cache["_loads"] = loads
     return ctx
 
@@ -45,13 +52,28 @@ def ctx_for(folder: Path, section: Mapping[str, Any], rules: Mapping[str, Any] |
 def line_of(path: Path, ann_id: int) -> int:
     """1-based line of annotation ``ann_id``'s opening brace (files are written with indent=1)."""
     lines = path.read_text().splitlines()
-    k = next(i for i, t in enumerate(lines) if t.strip() == f'"id": {ann_id},' and i > 0 and lines[i - 1].strip() == "{")
+    k = next(
+        i for i, t in enumerate(lines) if t.strip() == f'"id": {ann_id},' and i > 0 and lines[i - 1].strip() == "{"
+    )
     return k  # the brace is on the line before "id" (0-based k-1 -> 1-based k)
 
 
 def test_valid_batch_passes() -> None:
     batch = load_batch(VALID / "batch.json")
-    res = GATE.run(batch, ctx_for(VALID, {"file": "golden.json", "min_precision": 1.0, "min_recall": 1.0, "min_accuracy": 1.0, "min_mean_iou": 0.9, "max_drift": 0.05}))
+    res = GATE.run(
+        batch,
+        ctx_for(
+            VALID,
+            {
+                "file": "golden.json",
+                "min_precision": 1.0,
+                "min_recall": 1.0,
+                "min_accuracy": 1.0,
+                "min_mean_iou": 0.9,
+                "max_drift": 0.05,
+            },
+        ),
+    )
     assert res.verdict == "passed", [c for c in res.checks if not c.passed]
     o = res.metrics["overall"]
     assert (o["tp"], o["mislabelled"], o["missing"], o["extra"], o["ignored"]) == (6, 0, 0, 0, 1)
@@ -66,7 +88,13 @@ def test_valid_batch_passes() -> None:
 def test_invalid_batch_findings_and_metrics() -> None:
     path = INVALID / "batch.json"
     batch = load_batch(path)
-    sec = {"file": "golden.json", "min_accuracy": 0.9, "max_drift": 0.05, "per_class": {"cyclist": {"min_recall": 0.9}}, "min_object_iou": 0.95}
+    sec = {
+        "file": "golden.json",
+        "min_accuracy": 0.9,
+        "max_drift": 0.05,
+        "per_class": {"cyclist": {"min_recall": 0.9}},
+        "min_object_iou": 0.95,
+    }
     res = GATE.run(batch, ctx_for(INVALID, sec))
     assert res.verdict == "failed"
     by_rule: dict[str, list[Any]] = {}
@@ -74,13 +102,23 @@ def test_invalid_batch_findings_and_metrics() -> None:
         by_rule.setdefault(f.rule, []).append(f)
     assert {k: len(v) for k, v in by_rule.items()} == {"extra": 1, "mislabelled": 1, "missing": 1, "low_iou": 5}
     extra = by_rule["extra"][0]
-    assert extra.file == str(path) and extra.image == "honey_01.jpg" and extra.category == "car" and extra.annotator == "bob"
+    assert (
+        extra.file == str(path)
+        and extra.image == "honey_01.jpg"
+        and extra.category == "car"
+        and extra.annotator == "bob"
+    )
     assert extra.line == line_of(path, extra.annotation_id)
     mis = by_rule["mislabelled"][0]
     assert mis.category == "pedestrian" and "'cyclist'" in mis.message and mis.image == "honey_01.jpg"
     miss = by_rule["missing"][0]
     gold = INVALID / "golden.json"
-    assert miss.file == str(gold) and miss.annotation_id == 5 and miss.line == line_of(gold, 5) and miss.image == "honey_02.jpg"
+    assert (
+        miss.file == str(gold)
+        and miss.annotation_id == 5
+        and miss.line == line_of(gold, 5)
+        and miss.image == "honey_02.jpg"
+    )
     assert all(f.severity == "warning" for f in by_rule["low_iou"])
 
     o = res.metrics["overall"]
@@ -92,7 +130,12 @@ def test_invalid_batch_findings_and_metrics() -> None:
     assert math.isclose(d["left"]["mean"], 0.1) and math.isclose(d["right"]["mean"], 0.1)
     assert abs(d["top"]["mean"]) < 1e-12 and abs(d["bottom"]["mean"]) < 1e-12
     failed = {(c.metric, c.scope) for c in res.failed_checks}
-    assert failed == {("accuracy", "overall"), ("drift.left", "overall"), ("drift.right", "overall"), ("recall", "class:cyclist")}
+    assert failed == {
+        ("accuracy", "overall"),
+        ("drift.left", "overall"),
+        ("drift.right", "overall"),
+        ("recall", "class:cyclist"),
+    }
     assert res.population == 7
     json.dumps(res.to_dict())
 
@@ -106,7 +149,15 @@ def test_top_level_golden_key_and_skips(tmp_path: Path) -> None:
     res = GATE.run(batch, ctx_for(VALID, {"file": "nope.json"}))
     assert res.verdict == "failed" and "not found" in res.reason
     other = tmp_path / "other.json"
-    other.write_text(json.dumps({"images": [{"id": 1, "file_name": "zzz.jpg", "width": 10, "height": 10}], "categories": [], "annotations": []}))
+    other.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "zzz.jpg", "width": 10, "height": 10}],
+                "categories": [],
+                "annotations": [],
+            }
+        )
+    )
     res = GATE.run(batch, ctx_for(tmp_path, {"file": "other.json"}))
     assert res.verdict == "skipped" and "no image of the golden file" in res.reason
 
@@ -134,7 +185,9 @@ def test_segm_iou_type(tmp_path: Path) -> None:
 
 def test_drift_stats_interval() -> None:
     rng = np.random.default_rng(0)
-    g = np.column_stack([rng.uniform(0, 100, 400), rng.uniform(0, 100, 400), rng.uniform(20, 80, 400), rng.uniform(20, 80, 400)])
+    g = np.column_stack(
+        [rng.uniform(0, 100, 400), rng.uniform(0, 100, 400), rng.uniform(20, 80, 400), rng.uniform(20, 80, 400)]
+    )
     b = g.copy()
     b[:, 1] += 0.05 * g[:, 3] + rng.normal(0, 0.01, 400) * g[:, 3]  # top edge 5% down, box moved down
     d = drift_stats(b, g)
@@ -144,7 +197,9 @@ def test_drift_stats_interval() -> None:
 
 def test_rules_schema_rejects_unknown_keys() -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    jsonschema.validate({"file": "g.json", "iou_type": "segm", "per_class": {"person": {"min_recall": 0.9}}}, RULES_SCHEMA)
+    jsonschema.validate(
+        {"file": "g.json", "iou_type": "segm", "per_class": {"person": {"min_recall": 0.9}}}, RULES_SCHEMA
+    )
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"min_recal": 0.9}, RULES_SCHEMA)
     with pytest.raises(jsonschema.ValidationError):

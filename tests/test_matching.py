@@ -132,7 +132,9 @@ def coco_eval_img(gt_data: Any, dt_data: list[Any], iou_type: str, **params: Any
     return [e for e in ev.evalImgs if e is not None]
 
 
-def assert_same_as_cocoeval(gold: Batch, batch: Batch, evals: list[dict[str, Any]], settings: MatchSettings, det_ids: np.ndarray) -> int:
+def assert_same_as_cocoeval(
+    gold: Batch, batch: Batch, evals: list[dict[str, Any]], settings: MatchSettings, det_ids: np.ndarray
+) -> int:
     """Every image and class: same dt->gt matches, same ignored flags, same gt matches."""
     res = match(batch, gold, settings)
     gid = gold.annotations.id
@@ -168,7 +170,9 @@ def gt100(thirdparty: Path) -> tuple[Any, Batch]:
 
 
 @pytest.mark.parametrize(("results", "iou_type"), [(BBOX100, "bbox"), (SEGM100, "segm")])
-def test_same_matches_as_pycocotools_val2014(thirdparty: Path, gt100: tuple[Any, Batch], results: str, iou_type: str) -> None:
+def test_same_matches_as_pycocotools_val2014(
+    thirdparty: Path, gt100: tuple[Any, Batch], results: str, iou_type: str
+) -> None:
     gt_data, gold = gt100
     dets = json.loads((thirdparty / results).read_text())
     batch = coco_batch(dets, images_from=gold)
@@ -218,9 +222,14 @@ def test_keypoints_same_as_pycocotools(thirdparty: Path) -> None:
 
 def _doc(anns: list[dict[str, Any]], cats: tuple[str, ...] = ("person", "car")) -> dict[str, Any]:
     return {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 100}, {"id": 2, "file_name": "b.jpg", "width": 200, "height": 100}],
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 200, "height": 100},
+            {"id": 2, "file_name": "b.jpg", "width": 200, "height": 100},
+        ],
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(cats)],
-        "annotations": [{"id": k + 1, "iscrowd": 0, **a, "area": a["bbox"][2] * a["bbox"][3]} for k, a in enumerate(anns)],
+        "annotations": [
+            {"id": k + 1, "iscrowd": 0, **a, "area": a["bbox"][2] * a["bbox"][3]} for k, a in enumerate(anns)
+        ],
     }
 
 
@@ -247,7 +256,14 @@ def test_images_join_by_file_name_not_id() -> None:
 
 def test_crowd_absorbs_as_ignored() -> None:
     gold = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 100], "iscrowd": 1}]))
-    batch = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}, {"image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 20], "score": 0.8}]))
+    batch = coco_batch(
+        _doc(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9},
+                {"image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 20], "score": 0.8},
+            ]
+        )
+    )
     res = match(batch, gold)
     assert res.batch_status.tolist() == [Status.IGNORED, Status.IGNORED]
     assert res.gold_status.tolist() == [Status.IGNORED]
@@ -256,8 +272,22 @@ def test_crowd_absorbs_as_ignored() -> None:
 
 
 def test_tie_goes_to_later_golden_and_score_order() -> None:
-    gold = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}, {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}]))
-    batch = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.1}, {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}]))
+    gold = coco_batch(
+        _doc(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+                {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+            ]
+        )
+    )
+    batch = coco_batch(
+        _doc(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.1},
+                {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+            ]
+        )
+    )
     res = match(batch, gold)
     # higher score first takes the later of two equal golden objects
     assert res.batch_match.tolist() == [0, 1]
@@ -265,13 +295,20 @@ def test_tie_goes_to_later_golden_and_score_order() -> None:
 
 def test_max_dets_truncates_per_image_and_class() -> None:
     gold = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}]))
-    batch = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": s} for s in (0.5, 0.9, 0.7)]))
+    batch = coco_batch(
+        _doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": s} for s in (0.5, 0.9, 0.7)])
+    )
     res = match(batch, gold, MatchSettings(max_dets=2))
     assert res.batch_status.tolist() == [Status.TRUNCATED, Status.MATCHED, Status.UNMATCHED]
 
 
 def test_restrict_rows_for_agreement() -> None:
-    data = _doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}, {"image_id": 1, "category_id": 1, "bbox": [1, 0, 10, 10]}])
+    data = _doc(
+        [
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+            {"image_id": 1, "category_id": 1, "bbox": [1, 0, 10, 10]},
+        ]
+    )
     b = coco_batch(data)
     res = match(b, b, batch_rows=[1], gold_rows=[0])
     assert res.batch_status.tolist() == [Status.UNEVALUATED, Status.MATCHED]
@@ -281,7 +318,9 @@ def test_restrict_rows_for_agreement() -> None:
 def test_long_conflict_chain_matches_sequential_loop() -> None:
     # 150 boxes in a diagonal chain: every detection overlaps two golden boxes
     g = [{"image_id": 1, "category_id": 1, "bbox": [float(i), 0.0, 10.0, 10.0]} for i in range(150)]
-    d = [{"image_id": 1, "category_id": 1, "bbox": [i + 0.6, 0.0, 10.0, 10.0], "score": 1 - i / 1000} for i in range(150)]
+    d = [
+        {"image_id": 1, "category_id": 1, "bbox": [i + 0.6, 0.0, 10.0, 10.0], "score": 1 - i / 1000} for i in range(150)
+    ]
     gd, dd = _doc(g), _doc(d)
     gold, batch = coco_batch(gd), coco_batch(dd)
     dets = [{**a, "id": None} for a in dd["annotations"]]
@@ -361,7 +400,10 @@ def test_numpy_rasteriser_equals_pycocotools(seed: int) -> None:
     np.testing.assert_array_equal(ras.area, [mu.area(x) for x in rles])
     pa, pb = rng.integers(0, n, 3000), rng.integers(0, n, 3000)
     crowd = rng.uniform(size=3000) < 0.2
-    ref = [mu.iou([rles[a]], [rles[b]], [int(c)])[0][0] for a, b, c in zip(pa.tolist(), pb.tolist(), crowd.tolist(), strict=True)]
+    ref = [
+        mu.iou([rles[a]], [rles[b]], [int(c)])[0][0]
+        for a, b, c in zip(pa.tolist(), pb.tolist(), crowd.tolist(), strict=True)
+    ]
     np.testing.assert_array_equal(_raster_iou(ras, pa, ras, pb, crowd), ref)
 
 
@@ -374,16 +416,37 @@ def test_segm_mixes_fast_and_pycocotools_objects() -> None:
 
     rle = mu.encode(np.asfortranarray((np.indices((100, 200))[1] < 40).astype(np.uint8)))  # columns 0-39
     rle["counts"] = rle["counts"].decode()
-    g = _doc([
-        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 40, 100], "segmentation": rle},
-        {"image_id": 1, "category_id": 1, "bbox": [100, 10, 50, 20], "segmentation": [sq(100, 10, 20), sq(130, 10, 20)]},
-        {"image_id": 1, "category_id": 2, "bbox": [60, 50, 30, 30], "segmentation": [sq(60, 50, 30)]},
-    ])
-    d = _doc([
-        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 38, 100], "segmentation": [[0, 0, 38, 0, 38, 100, 0, 100]], "score": 0.9},
-        {"image_id": 1, "category_id": 1, "bbox": [100, 10, 50, 20], "segmentation": [sq(101, 10, 20), sq(131, 10, 20)], "score": 0.8},
-        {"image_id": 1, "category_id": 2, "bbox": [61, 50, 30, 30], "score": 0.7},
-    ])
+    g = _doc(
+        [
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, 40, 100], "segmentation": rle},
+            {
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [100, 10, 50, 20],
+                "segmentation": [sq(100, 10, 20), sq(130, 10, 20)],
+            },
+            {"image_id": 1, "category_id": 2, "bbox": [60, 50, 30, 30], "segmentation": [sq(60, 50, 30)]},
+        ]
+    )
+    d = _doc(
+        [
+            {
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [0, 0, 38, 100],
+                "segmentation": [[0, 0, 38, 0, 38, 100, 0, 100]],
+                "score": 0.9,
+            },
+            {
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [100, 10, 50, 20],
+                "segmentation": [sq(101, 10, 20), sq(131, 10, 20)],
+                "score": 0.8,
+            },
+            {"image_id": 1, "category_id": 2, "bbox": [61, 50, 30, 30], "score": 0.7},
+        ]
+    )
     dets = [{k: v for k, v in a.items() if k != "id"} for a in d["annotations"]]
     gold, batch = coco_batch(g), coco_batch(d)
     evals = coco_eval_img(g, dets, "segm")

@@ -91,7 +91,9 @@ def test_bad_rules_key_is_a_usage_error(pytester: pytest.Pytester, repo: Path) -
 
 def test_rules_from_pyproject(pytester: pytest.Pytester, repo: Path) -> None:
     (repo / "annogate.toml").unlink()
-    (repo / "pyproject.toml").write_text('[tool.annogate]\npack = "detection"\n[tool.annogate.golden]\nfile = "golden/golden.json"\nmin_recall = 1.01\n')
+    (repo / "pyproject.toml").write_text(
+        '[tool.annogate]\npack = "detection"\n[tool.annogate.golden]\nfile = "golden/golden.json"\nmin_recall = 1.01\n'
+    )
     run = pytester.runpytest("--annogate", "-p", "no:cacheprovider")
     assert run.ret == pytest.ExitCode.USAGE_ERROR  # 1.01 is not a rate
     run.stderr.fnmatch_lines(["*pyproject.toml*min_recall*"])
@@ -100,7 +102,9 @@ def test_rules_from_pyproject(pytester: pytest.Pytester, repo: Path) -> None:
 def _report(pytester: pytest.Pytester, name: str, *extra: str) -> dict[str, object]:
     path = pytester.path / name
     rework = pytester.path / (name + ".rework.csv")
-    pytester.runpytest("--annogate", f"--annogate-report={path}", f"--annogate-rework={rework}", "-p", "no:cacheprovider", *extra)
+    pytester.runpytest(
+        "--annogate", f"--annogate-report={path}", f"--annogate-rework={rework}", "-p", "no:cacheprovider", *extra
+    )
     data: dict[str, object] = json.loads(path.read_text())
     data["_rework"] = rework.read_text()
     return data

@@ -42,7 +42,18 @@ T0 = datetime(2024, 5, 17, 12, 0, 0, tzinfo=timezone.utc)
 LONG = "a_really_long_class_name_that_someone_thought_was_a_good_idea_" * 2
 
 
-def F(rule: str, ann: int | None, image: str | None, *, gate: str = "geometry", file: str = "labels/a.json", line: int | None = 10, category: str | None = "car", severity: str = "error", message: str | None = None) -> Finding:
+def F(
+    rule: str,
+    ann: int | None,
+    image: str | None,
+    *,
+    gate: str = "geometry",
+    file: str = "labels/a.json",
+    line: int | None = 10,
+    category: str | None = "car",
+    severity: str = "error",
+    message: str | None = None,
+) -> Finding:
     return Finding(
         gate=gate,
         rule=rule,
@@ -76,13 +87,22 @@ def outcomes() -> list[BatchOutcome]:
         ],
         findings=[F("mislabelled", 7, "gold1.jpg", gate="golden", line=70)],
         metrics={
-            "overall": {"tp": np.int64(180), "mislabelled": 8, "missing": 7, "extra": 5, "golden_objects": 195, "miou": np.float64(0.81)},
+            "overall": {
+                "tp": np.int64(180),
+                "mislabelled": 8,
+                "missing": 7,
+                "extra": 5,
+                "golden_objects": 195,
+                "miou": np.float64(0.81),
+            },
             "per_class": {"bus": {"recall": float("nan")}},
         },
     )
     schema = GateResult(gate="schema", verdict="passed", population=1000)
     cost = estimate_cost(n_labels=1000, results=[schema, geo, gold])
-    a = BatchOutcome(path="labels/a.json", sha256="a" * 64, format="coco", n_annotations=1000, gates=[schema, geo, gold], cost=cost)
+    a = BatchOutcome(
+        path="labels/a.json", sha256="a" * 64, format="coco", n_annotations=1000, gates=[schema, geo, gold], cost=cost
+    )
     b = BatchOutcome(
         path="labels/b.json",
         sha256="b" * 64,
@@ -91,12 +111,26 @@ def outcomes() -> list[BatchOutcome]:
         gates=[GateResult(gate="schema", verdict="passed", population=3)],
         cost=estimate_cost(n_labels=3, results=[]),
     )
-    c = BatchOutcome(path="labels/c.json", sha256="", format="coco", n_annotations=0, gates=[GateResult(gate="schema", verdict="skipped", reason="empty")], cost=None)
+    c = BatchOutcome(
+        path="labels/c.json",
+        sha256="",
+        format="coco",
+        n_annotations=0,
+        gates=[GateResult(gate="schema", verdict="skipped", reason="empty")],
+        cost=None,
+    )
     return [a, b, c]
 
 
 def build(outs: list[BatchOutcome], when: datetime = T0) -> dict[str, Any]:
-    return build_report(outs, rules={"cost": {"currency": "USD"}, "format": "coco"}, rules_path="pyproject.toml", rules_sha256="c" * 64, version="0.1.0", generated_at=when)
+    return build_report(
+        outs,
+        rules={"cost": {"currency": "USD"}, "format": "coco"},
+        rules_path="pyproject.toml",
+        rules_sha256="c" * 64,
+        version="0.1.0",
+        generated_at=when,
+    )
 
 
 # --------------------------------------------------------------------------- audit
@@ -125,8 +159,22 @@ def test_report_is_deterministic_apart_from_generated_at() -> None:
         for g in reversed(o.gates):
             fs = list(g.findings)
             rng.shuffle(fs)
-            gates.append(GateResult(gate=g.gate, verdict=g.verdict, population=g.population, reason=g.reason, metrics=g.metrics, checks=list(reversed(g.checks)), findings=fs))
-        shuffled.append(BatchOutcome(path=o.path, sha256=o.sha256, format=o.format, n_annotations=o.n_annotations, gates=gates, cost=o.cost))
+            gates.append(
+                GateResult(
+                    gate=g.gate,
+                    verdict=g.verdict,
+                    population=g.population,
+                    reason=g.reason,
+                    metrics=g.metrics,
+                    checks=list(reversed(g.checks)),
+                    findings=fs,
+                )
+            )
+        shuffled.append(
+            BatchOutcome(
+                path=o.path, sha256=o.sha256, format=o.format, n_annotations=o.n_annotations, gates=gates, cost=o.cost
+            )
+        )
     one = build(outs)
     two = build(shuffled, when=datetime(2030, 1, 1, tzinfo=timezone.utc))
     assert one["generated_at"] != two["generated_at"]
@@ -167,7 +215,9 @@ def test_escaping_follows_the_runner() -> None:
     assert escape_data("literal %0A stays") == "literal %250A stays"
     assert escape_property("dir,1/a:b%.json\n") == "dir%2C1/a%3Ab%25.json%0A"
     assert (
-        annotation_command("error", "bad: 50%\nsecond, line", file="x,y/a:b.json", line=7, title="annogate geometry: tiny_box")
+        annotation_command(
+            "error", "bad: 50%\nsecond, line", file="x,y/a:b.json", line=7, title="annogate geometry: tiny_box"
+        )
         == "::error file=x%2Cy/a%3Ab.json,line=7,title=annogate geometry%3A tiny_box::bad: 50%25%0Asecond, line"
     )
     assert annotation_command("warning", "w") == "::warning::w"
@@ -176,21 +226,49 @@ def test_escaping_follows_the_runner() -> None:
 def test_workflow_commands_first_k_per_file(tmp_path: Path) -> None:
     out = workflow_commands(outcomes(), max_per_file=2)
     geo_lines = [c for c in out if "line=" in c and "labels/a.json" in c]
-    assert geo_lines[0] == "::error file=labels/a.json,line=100,title=annogate geometry%3A tiny_box::tiny_box on annotation 0 [id 0]"
+    assert (
+        geo_lines[0]
+        == "::error file=labels/a.json,line=100,title=annogate geometry%3A tiny_box::tiny_box on annotation 0 [id 0]"
+    )
     assert len(geo_lines) == 2
     assert any(c.startswith("::notice file=labels/a.json,") and "6 more findings" in c for c in out)
-    assert "::error file=labels/a.json,title=annogate golden%3A threshold missed::precision (overall) = 0.8, limit >= 0.9" in out
+    assert (
+        "::error file=labels/a.json,title=annogate golden%3A threshold missed::precision (overall) = 0.8, limit >= 0.9"
+        in out
+    )
     assert not any("tiny_box.count" in c for c in out)  # its findings are annotated one by one
     assert not any("recall" in c for c in out)  # nan: nothing measured
     warn = workflow_commands(outcomes(), max_per_file=100)
     assert any(c.startswith("::warning file=labels/a.json,line=500,") for c in warn)
-    absolute = [BatchOutcome(path=str(tmp_path / "x.json"), sha256="", format="coco", n_annotations=1, gates=[GateResult(gate="geometry", verdict="failed", findings=[F("r", 1, "i.jpg", file=str(tmp_path / "x.json"), line=3)])])]
+    absolute = [
+        BatchOutcome(
+            path=str(tmp_path / "x.json"),
+            sha256="",
+            format="coco",
+            n_annotations=1,
+            gates=[
+                GateResult(
+                    gate="geometry",
+                    verdict="failed",
+                    findings=[F("r", 1, "i.jpg", file=str(tmp_path / "x.json"), line=3)],
+                )
+            ],
+        )
+    ]
     assert workflow_commands(absolute, root=tmp_path)[0].startswith("::error file=x.json,line=3,")
 
 
 def test_step_summary_markdown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     outs = outcomes()
-    outs.append(BatchOutcome(path="weird|name.json", sha256="", format="coco", n_annotations=1, gates=[GateResult(gate="schema", verdict="passed")]))
+    outs.append(
+        BatchOutcome(
+            path="weird|name.json",
+            sha256="",
+            format="coco",
+            n_annotations=1,
+            gates=[GateResult(gate="schema", verdict="passed")],
+        )
+    )
     md = step_summary(outs)
     assert "**1 of 4 batches failed.**" in md
     assert "| `labels/a.json` | ❌ failed | 1,000 | geometry 6, golden 1 |" in md
@@ -224,7 +302,9 @@ def rework_outcomes() -> list[BatchOutcome]:
     geo = GateResult(gate="geometry", verdict="failed", findings=fs)
     cost = estimate_cost(n_labels=100, results=[geo], params=params)
     one = BatchOutcome(path="one.json", sha256="", format="coco", n_annotations=100, gates=[geo], cost=cost)
-    many = GateResult(gate="geometry", verdict="failed", findings=[F("tiny_box", i, "e.jpg", file="two.json") for i in range(5)])
+    many = GateResult(
+        gate="geometry", verdict="failed", findings=[F("tiny_box", i, "e.jpg", file="two.json") for i in range(5)]
+    )
     two = BatchOutcome(path="two.json", sha256="", format="coco", n_annotations=5, gates=[many], cost=None)
     return [two, one]
 
@@ -248,7 +328,11 @@ def test_rework_csv_and_json(tmp_path: Path) -> None:
     write_rework(tmp_path / "rework.csv", rework_outcomes())
     with open(tmp_path / "rework.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [(r["rank"], r["image"], r["rule"]) for r in rows[:3]] == [("1", "b.jpg", "outside_image"), ("1", "b.jpg", "tiny_box"), ("2", "c.jpg", "tiny_box")]
+    assert [(r["rank"], r["image"], r["rule"]) for r in rows[:3]] == [
+        ("1", "b.jpg", "outside_image"),
+        ("1", "b.jpg", "tiny_box"),
+        ("2", "c.jpg", "tiny_box"),
+    ]
     assert rows[0]["image_expected_cost"] == "3.0000" and rows[0]["currency"] == "USD"
     evil = next(r for r in rows if r["rank"] == "3")
     assert evil["image"] == "'=HYPERLINK(evil).jpg" and evil["message"] == "'=1+2"  # no formula injection
@@ -281,7 +365,14 @@ def test_rework_csv_and_json(tmp_path: Path) -> None:
 
 def long_outcomes() -> list[BatchOutcome]:
     fs = [
-        F(LONG, i, "x.jpg", file="/very/deep/directory/structure/of/a/label/repository/batches/2024/05/batch.json", line=123456, message="m" * 200)
+        F(
+            LONG,
+            i,
+            "x.jpg",
+            file="/very/deep/directory/structure/of/a/label/repository/batches/2024/05/batch.json",
+            line=123456,
+            message="m" * 200,
+        )
         for i in range(30)
     ]
     checks = [
@@ -295,7 +386,14 @@ def long_outcomes() -> list[BatchOutcome]:
     cost = estimate_cost(n_labels=123_456_789, results=[g, conf], params=params, golden_defects=3, golden_sample=50)
     return [
         BatchOutcome(path=fs[0].file, sha256="", format="coco", n_annotations=123_456_789, gates=[g, conf], cost=cost),
-        BatchOutcome(path="short.json", sha256="", format="coco", n_annotations=1, gates=[GateResult(gate="schema", verdict="passed")], cost=estimate_cost(n_labels=1, results=[])),
+        BatchOutcome(
+            path="short.json",
+            sha256="",
+            format="coco",
+            n_annotations=1,
+            gates=[GateResult(gate="schema", verdict="passed")],
+            cost=estimate_cost(n_labels=1, results=[]),
+        ),
     ]
 
 
@@ -338,7 +436,9 @@ def test_gate_failure_lines_content() -> None:
 def test_failure_lines_add_the_batch_cost() -> None:
     (a, *_) = outcomes()
     lines = failure_lines(a, a.gates[1], max_findings=2, verbose=0)
-    assert lines[: len(gate_failure_lines(a.gates[1], max_findings=2))] == gate_failure_lines(a.gates[1], max_findings=2)
+    assert lines[: len(gate_failure_lines(a.gates[1], max_findings=2))] == gate_failure_lines(
+        a.gates[1], max_findings=2
+    )
     assert any(ln.startswith("rework-cost estimate (USD)") for ln in lines)
     assert all(len(ln) <= 80 for ln in lines)
 
@@ -373,7 +473,13 @@ def test_table_always_fits(cells: list[list[str]], width: int) -> None:
 
 def test_batch_outcome_verdict() -> None:
     def o(*verdicts: str) -> BatchOutcome:
-        return BatchOutcome(path="p", sha256="", format="coco", n_annotations=0, gates=[GateResult(gate=str(i), verdict=v) for i, v in enumerate(verdicts)])  # type: ignore[arg-type]
+        return BatchOutcome(
+            path="p",
+            sha256="",
+            format="coco",
+            n_annotations=0,
+            gates=[GateResult(gate=str(i), verdict=v) for i, v in enumerate(verdicts)],
+        )  # type: ignore[arg-type]
 
     assert o("passed", "failed").verdict == "failed"
     assert o("passed", "skipped").verdict == "passed"

@@ -191,9 +191,7 @@ class CostParameters:
             types = {t: float(price[t]) for t in ANNOTATION_TYPES if t in price}
             classes: dict[str, float | Mapping[str, float]] = {}
             for name, v in dict(price.get("classes", {})).items():
-                classes[str(name)] = (
-                    {str(k): float(x) for k, x in v.items()} if isinstance(v, Mapping) else float(v)
-                )
+                classes[str(name)] = {str(k): float(x) for k, x in v.items()} if isinstance(v, Mapping) else float(v)
         else:
             default, types, classes = float(price), {}, {}
         down = dict(s.get("downstream", {}))
@@ -237,9 +235,7 @@ class CostParameters:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["type_prices"] = dict(self.type_prices)
-        d["class_prices"] = {
-            k: dict(v) if isinstance(v, Mapping) else v for k, v in self.class_prices.items()
-        }
+        d["class_prices"] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in self.class_prices.items()}
         d["cohorts"] = dict(self.cohorts)
         return d
 
@@ -419,14 +415,22 @@ def systematic_patterns(
     for (gate, kind, scope), checks in sorted(grouped.items()):
         if kind == "drift":
             cls, affected = _class_count(scope, composition, n_labels)
-            out.append(SystematicPattern(gate=gate, kind="drift", scope=scope, affected=affected, checks=tuple(checks), category=cls))
+            out.append(
+                SystematicPattern(
+                    gate=gate, kind="drift", scope=scope, affected=affected, checks=tuple(checks), category=cls
+                )
+            )
         else:
             pair = scope.split(":", 1)[1] if ":" in scope else scope
             src = pair.split("->", 1)[0] if "->" in pair else None
             _, base = _class_count(f"class:{src}", composition, n_labels) if src else (None, float(n_labels))
             value = max(abs(c.value) for c in checks)
             affected = value if value > 1.0 else base * value
-            out.append(SystematicPattern(gate=gate, kind="confusion", scope=scope, affected=affected, checks=tuple(checks), category=src))
+            out.append(
+                SystematicPattern(
+                    gate=gate, kind="confusion", scope=scope, affected=affected, checks=tuple(checks), category=src
+                )
+            )
     return out
 
 
@@ -438,17 +442,12 @@ def deterministic_defects(results: Iterable[GateResult]) -> list[tuple[Finding, 
     adds up to the total. Findings without an annotation id each count as one.
     Warnings are not defects: the rules chose to tolerate them.
     """
-    findings = [
-        f for r in results if r.gate in DETERMINISTIC_GATES for f in r.findings if f.severity == "error"
-    ]
+    findings = [f for r in results if r.gate in DETERMINISTIC_GATES for f in r.findings if f.severity == "error"]
     per_ann: dict[tuple[str, int], int] = defaultdict(int)
     for f in findings:
         if f.annotation_id is not None:
             per_ann[(f.file, f.annotation_id)] += 1
-    return [
-        (f, 1.0 / per_ann[(f.file, f.annotation_id)] if f.annotation_id is not None else 1.0)
-        for f in findings
-    ]
+    return [(f, 1.0 / per_ann[(f.file, f.annotation_id)] if f.annotation_id is not None else 1.0) for f in findings]
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -605,7 +604,9 @@ class CostEstimate:
 # --------------------------------------------------------------------------- estimate
 
 
-def _direct_lines(n_labels: int, params: CostParameters, composition: Composition | None) -> tuple[float, list[LineItem], dict[str, float]]:
+def _direct_lines(
+    n_labels: int, params: CostParameters, composition: Composition | None
+) -> tuple[float, list[LineItem], dict[str, float]]:
     """Mean unit price, direct line items, and per-class mean prices.
 
     With a composition, the mean price is weighted by it and applied to N (so the
@@ -615,7 +616,11 @@ def _direct_lines(n_labels: int, params: CostParameters, composition: Compositio
         p = params.price_default
         # Without the label mix, class prices can still price the corrections.
         known = {c: params.price(c) for c in params.class_prices}
-        return p, [LineItem(category="direct", item="labels", quantity=float(n_labels), unit_cost=p, amount=n_labels * p)], known
+        return (
+            p,
+            [LineItem(category="direct", item="labels", quantity=float(n_labels), unit_cost=p, amount=n_labels * p)],
+            known,
+        )
     total = float(sum(composition.values()))
     scale = n_labels / total
     lines: list[LineItem] = []
@@ -627,7 +632,9 @@ def _direct_lines(n_labels: int, params: CostParameters, composition: Compositio
             continue
         price = params.price(cls, typ)
         q = cnt * scale
-        lines.append(LineItem(category="direct", item=f"{cls or UNKNOWN} ({typ})", quantity=q, unit_cost=price, amount=q * price))
+        lines.append(
+            LineItem(category="direct", item=f"{cls or UNKNOWN} ({typ})", quantity=q, unit_cost=price, amount=q * price)
+        )
         amount += q * price
         if cls is not None:
             cls_amount[cls] += cnt * price
@@ -679,7 +686,9 @@ def estimate_cost(
         if not 0 <= golden_defects <= golden_sample:
             raise ValueError("need 0 <= golden_defects <= golden_sample")
         by_type = extracted.by_type if extracted and sum(extracted.by_type.values()) == golden_defects else {}
-        golden = GoldenCounts(defects=golden_defects, sample=golden_sample, by_type=by_type) if golden_sample > 0 else None
+        golden = (
+            GoldenCounts(defects=golden_defects, sample=golden_sample, by_type=by_type) if golden_sample > 0 else None
+        )
     else:
         golden = extracted
     if golden is None:
@@ -700,7 +709,11 @@ def estimate_cost(
     det_value = sum(w * det_scale * cls_price(f.category) for f, w in det)  # first-pass, at label price
     rest = max(0.0, n_labels - det_count)
 
-    pats = list(patterns) if patterns is not None else systematic_patterns(results, n_labels=n_labels, composition=composition)
+    pats = (
+        list(patterns)
+        if patterns is not None
+        else systematic_patterns(results, n_labels=n_labels, composition=composition)
+    )
     if composition is None and any(pt.scope.startswith("class:") or pt.kind == "confusion" for pt in pats):
         notes.append("class counts unknown: class-scoped patterns are assumed to cover all labels")
 
@@ -712,7 +725,13 @@ def estimate_cost(
         factor = cycle_factor(r, p.max_cycles)
         rework = (det_value + sampled * unit) * p.rework_multiplier * factor
         pat_costs = [
-            (pt, max(p.fixed_remediation, p.downstream_multiplier * pt.affected * cls_price(pt.category) * p.rework_multiplier * factor))
+            (
+                pt,
+                max(
+                    p.fixed_remediation,
+                    p.downstream_multiplier * pt.affected * cls_price(pt.category) * p.rework_multiplier * factor,
+                ),
+            )
             for pt in pats
         ]
         downstream = float(sum(c for _, c in pat_costs))
@@ -777,9 +796,25 @@ def estimate_cost(
     by_annotator = breakdown(by_who)
 
     lines: list[LineItem] = list(direct_lines)
-    lines.append(LineItem(category="qa", item=f"review at {p.qa_fraction:.0%} of direct", quantity=p.qa_fraction, unit_cost=direct, amount=qa))
+    lines.append(
+        LineItem(
+            category="qa",
+            item=f"review at {p.qa_fraction:.0%} of direct",
+            quantity=p.qa_fraction,
+            unit_cost=direct,
+            amount=qa,
+        )
+    )
     for b in by_error_type:
-        lines.append(LineItem(category="rework", item=b.key, quantity=b.corrections, unit_cost=b.amount / b.corrections if b.corrections else 0.0, amount=b.amount))
+        lines.append(
+            LineItem(
+                category="rework",
+                item=b.key,
+                quantity=b.corrections,
+                unit_cost=b.amount / b.corrections if b.corrections else 0.0,
+                amount=b.amount,
+            )
+        )
     for pt, pc in pat_costs:
         lines.append(LineItem(category="downstream", item=pt.key, quantity=1.0, unit_cost=pc, amount=pc))
 

@@ -112,7 +112,11 @@ class Engine:
             return None
         rel = str(path.resolve())
         for pat in rules.data.get("exclude", []):
-            if fnmatch.fnmatch(path.name, pat) or fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel, str(rules.base_dir / pat)):
+            if (
+                fnmatch.fnmatch(path.name, pat)
+                or fnmatch.fnmatch(rel, pat)
+                or fnmatch.fnmatch(rel, str(rules.base_dir / pat))
+            ):
                 return None
         return fmt
 
@@ -141,7 +145,9 @@ class Engine:
                 batch = load_batch(_display_path(path), format=rules.data.get("format"), formats=self.formats, **opts)
                 self._loaded[key] = _Loaded(batch=batch, failure=None, seconds=time.perf_counter() - t0)
             except LoadError as e:
-                self._loaded[key] = _Loaded(batch=None, failure=LoadFailure(path=path, error=e), seconds=time.perf_counter() - t0)
+                self._loaded[key] = _Loaded(
+                    batch=None, failure=LoadFailure(path=path, error=e), seconds=time.perf_counter() - t0
+                )
         return self._loaded[key]
 
     def load(self, path: Path) -> Batch:
@@ -175,8 +181,17 @@ class Engine:
             assert loaded.failure is not None
             err = loaded.failure.error
             if name != "schema":
-                return GateResult(gate=name, verdict="skipped", reason="the batch could not be read (see its schema item)")
-            f = Finding(gate="schema", rule="unreadable", message=err.msg, file=str(_display_path(path)), line=err.line, pointer=None)
+                return GateResult(
+                    gate=name, verdict="skipped", reason="the batch could not be read (see its schema item)"
+                )
+            f = Finding(
+                gate="schema",
+                rule="unreadable",
+                message=err.msg,
+                file=str(_display_path(path)),
+                line=err.line,
+                pointer=None,
+            )
             return GateResult(gate="schema", verdict="failed", findings=[f], metrics={"column": err.column})
         rules = self.rules_for(path)
         ctx = GateContext(
@@ -201,7 +216,10 @@ class Engine:
         if run is None:
             loaded = self._load(path)
             run = self._runs[key] = BatchRun.of(
-                _display_path(path), loaded.batch, cost_rules=self.rules_for(path).section("cost"), order=[g.name for g in self.gates]
+                _display_path(path),
+                loaded.batch,
+                cost_rules=self.rules_for(path).section("cost"),
+                order=[g.name for g in self.gates],
             )
         for name in names:
             if name not in run.gates:

@@ -138,7 +138,6 @@ class GateResult:
             "tables": _jsonable(self.tables),
         }
 
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GateResult:
         """Inverse of :meth:`to_dict` (how xdist workers ship results to the controller)."""
@@ -149,7 +148,10 @@ class GateResult:
             reason=d.get("reason", ""),
             metrics=dict(d.get("metrics", {})),
             checks=[
-                ThresholdCheck(**{k: v for k, v in c.items() if k != "passed"} | {"value": float("nan") if c["value"] is None else c["value"]})
+                ThresholdCheck(
+                    **{k: v for k, v in c.items() if k != "passed"}
+                    | {"value": float("nan") if c["value"] is None else c["value"]}
+                )
                 for c in d.get("checks", [])
             ],
             findings=[Finding(**f) for f in d.get("findings", [])],

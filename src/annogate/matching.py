@@ -475,7 +475,14 @@ def _rasterise(xy: F64, start: I64, npts: I64, h: I64, w: I64) -> _Raster:
     nslot = int(ncol.sum())
     base = (slot0 - cmin)[vo] + lo  # slot of each edge's first crossing
     fa = np.flatnonzero(hz & (n_e > 0))
-    slot_a, y_a = _crossings_flat(n_e[fa], base[fa], 5 * lo[fa] + 2 - xs[fa], ys[fa].astype(np.float64), s[fa], h_all if isinstance(h_all, float) else hv[fa])
+    slot_a, y_a = _crossings_flat(
+        n_e[fa],
+        base[fa],
+        5 * lo[fa] + 2 - xs[fa],
+        ys[fa].astype(np.float64),
+        s[fa],
+        h_all if isinstance(h_all, float) else hv[fa],
+    )
     # steep edges (|dy| > |dx|): u(t) = trunc(xs + s t + .5) is monotone; find the step onto 5c+3 / 5c+2
     fb = np.flatnonzero(~hz & (n_e > 0))
     eb, kb = _ragged(n_e[fb])
@@ -609,7 +616,10 @@ def _prepare_masks(side: _Side) -> None:
     kind = ann.seg_kind[rows]
     r0 = ann.ann_ring_offsets[rows]
     nr = ann.ann_ring_offsets[rows + 1] - r0
-    ln = ann.ring_offsets[np.minimum(r0 + 1, len(ann.ring_offsets) - 1)] - ann.ring_offsets[np.minimum(r0, len(ann.ring_offsets) - 1)]
+    ln = (
+        ann.ring_offsets[np.minimum(r0 + 1, len(ann.ring_offsets) - 1)]
+        - ann.ring_offsets[np.minimum(r0, len(ann.ring_offsets) - 1)]
+    )
     poly = (kind == SEG_POLYGON) & (nr == 1) & (ln > 4)
     boxed = (kind != SEG_POLYGON) & (kind != SEG_RLE) & np.isfinite(ann.bbox[rows]).all(axis=1)
     side.fast = good & (poly | boxed)
@@ -632,7 +642,19 @@ def _fast_raster(side: _Side, loc: I64) -> _Raster:
     pm = is_poly[o]
     xy[pm] = ann.poly_xy[start[o[pm]] + k[pm]]
     bx = ann.bbox[rows]
-    corners = np.stack([bx[:, 0], bx[:, 1], bx[:, 0], bx[:, 1] + bx[:, 3], bx[:, 0] + bx[:, 2], bx[:, 1] + bx[:, 3], bx[:, 0] + bx[:, 2], bx[:, 1]], 1)
+    corners = np.stack(
+        [
+            bx[:, 0],
+            bx[:, 1],
+            bx[:, 0],
+            bx[:, 1] + bx[:, 3],
+            bx[:, 0] + bx[:, 2],
+            bx[:, 1] + bx[:, 3],
+            bx[:, 0] + bx[:, 2],
+            bx[:, 1],
+        ],
+        1,
+    )
     xy[~pm] = corners[o[~pm], k[~pm]]
     off = np.cumsum(2 * npts) - 2 * npts
     hw = side.size[loc]
@@ -909,7 +931,9 @@ def match(
         [gcat.get(str(n), len(golden.categories) + i) for i, n in enumerate(batch.categories.name.tolist())] or [0],
         np.int64,
     )[: len(batch.categories)]
-    b_cls = np.where(ba.category >= 0, bcat_map[np.clip(ba.category, 0, None)] if len(bcat_map) else -3, -3).astype(np.int64)
+    b_cls = np.where(ba.category >= 0, bcat_map[np.clip(ba.category, 0, None)] if len(bcat_map) else -3, -3).astype(
+        np.int64
+    )
     g_cls = np.where(ga.category >= 0, ga.category, -2).astype(np.int64)
 
     b_img = np.where(ba.image >= 0, b2g[np.clip(ba.image, 0, None)] if len(b2g) else -1, -1).astype(np.int64)
@@ -927,7 +951,11 @@ def match(
     if st.iou_type == "keypoints":
         nk = ga.num_keypoints.astype(np.int64)
         if np.any(nk < 0):
-            vis = np.add.reduceat(np.r_[ga.keypoints[2::3] > 0, False].astype(np.int64), ga.kp_offsets[:-1]) if len(ga.keypoints) else np.zeros(ng, np.int64)
+            vis = (
+                np.add.reduceat(np.r_[ga.keypoints[2::3] > 0, False].astype(np.int64), ga.kp_offsets[:-1])
+                if len(ga.keypoints)
+                else np.zeros(ng, np.int64)
+            )
             vis = np.where(np.diff(ga.kp_offsets) > 0, vis, 0)
             nk = np.where(nk < 0, vis, nk)
         g_ign = g_ign | (nk == 0)
@@ -936,8 +964,24 @@ def match(
     gro = np.flatnonzero(g_ok).astype(np.int64)
     score = ba.score[bro]
     neg = np.where(np.isnan(score), np.inf, -score)  # COCOeval sorts -score; nan last
-    ds = _Side(batch=batch, rows=bro, img=b_img[bro], cls=b_cls[bro], order=neg, ignore=np.zeros(len(bro), np.bool_), crowd=np.zeros(len(bro), np.bool_))
-    gs = _Side(batch=golden, rows=gro, img=g_img[gro], cls=g_cls[gro], order=g_ign[gro].astype(np.int64), ignore=g_ign[gro], crowd=g_crowd[gro])
+    ds = _Side(
+        batch=batch,
+        rows=bro,
+        img=b_img[bro],
+        cls=b_cls[bro],
+        order=neg,
+        ignore=np.zeros(len(bro), np.bool_),
+        crowd=np.zeros(len(bro), np.bool_),
+    )
+    gs = _Side(
+        batch=golden,
+        rows=gro,
+        img=g_img[gro],
+        cls=g_cls[gro],
+        order=g_ign[gro].astype(np.int64),
+        ignore=g_ign[gro],
+        crowd=g_crowd[gro],
+    )
 
     # processing order: per (image, class), score order; gold order per (image, class): non-ignored first
     d_pos, d_rank_in = _rank_within([ds.cls, ds.img], ds.order)

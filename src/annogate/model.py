@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 __all__ = [
     "SEG_NONE",
+    "SourceProblem",
     "SEG_POLYGON",
     "SEG_RLE",
     "Annotations",
@@ -91,6 +92,9 @@ class Categories:
     supercategory: Obj
     keypoints: tuple[tuple[str, ...], ...]
     line: I32
+    # per class: 0-based keypoint index pairs joined by an edge (COCO ``skeleton`` is
+    # 1-based in the file; readers convert). Empty when no class has one.
+    skeleton: tuple[tuple[tuple[int, int], ...], ...] = ()
 
     def __len__(self) -> int:
         return int(self.id.shape[0])
@@ -133,6 +137,12 @@ class Annotations:
     keypoints: F64  # flat (x, y, v) triples of all annotations
     kp_offsets: I64  # (N+1) in triples (a length that is not a multiple of 3 is a schema problem, truncated here)
     num_keypoints: I32  # -1 absent
+    # Optional per-format facts (None when the format has none). ``rotation``: degrees,
+    # clockwise in image coordinates (y down) about the box centre; ``bbox`` is then the
+    # unrotated box. ``attributes``: a dict per row (CVAT/VOC flags such as occluded,
+    # difficult, truncated, z_order, free attributes) or None.
+    rotation: F64 | None = None
+    attributes: Obj | None = None
 
     def __len__(self) -> int:
         return int(self.id.shape[0])
@@ -165,16 +175,35 @@ class Annotations:
     def rings(self, i: int) -> list[F64]:
         """The raw coordinate lists of annotation ``i``'s polygon rings (for messages/tests)."""
         r0, r1 = int(self.ann_ring_offsets[i]), int(self.ann_ring_offsets[i + 1])
-        return [
-            self.poly_xy[self.ring_offsets[r] : self.ring_offsets[r + 1]]
-            for r in range(r0, r1)
-        ]
+        return [self.poly_xy[self.ring_offsets[r] : self.ring_offsets[r + 1]] for r in range(r0, r1)]
 
     def keypoints_of(self, i: int) -> F64:
         """Annotation ``i``'s keypoints as a (K, 3) array of x, y, visibility."""
-        return self.keypoints[
-            3 * int(self.kp_offsets[i]) : 3 * int(self.kp_offsets[i + 1])
-        ].reshape(-1, 3)
+        return self.keypoints[3 * int(self.kp_offsets[i]) : 3 * int(self.kp_offsets[i + 1])].reshape(-1, 3)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SourceProblem:
+    """Something a reader saw in the source that is wrong, in the source's own terms.
+
+    Why a model-level type: readers must not know gate internals. A reader records
+    what it could not convert cleanly (a wrong JSON type, a YOLO row with 6 fields, an
+    XML attribute that is not a number) as a ``SourceProblem``; the schema gate turns
+    each into a finding. ``rule`` is a short stable name (``schema``, ``syntax``,
+    ``encoding``, ``missing_image``...). ``pointer`` is a JSON pointer, an XPath-like
+    locator or ``None``; ``file`` is the file inside a folder batch (``None``: the batch
+    path itself); ``line`` is 1-based.
+    """
+
+    rule: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    pointer: str | None = None
+    annotation_id: int | None = None
+    image: str | None = None
+    category: str | None = None
+    severity: str = "error"
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -196,11 +225,17 @@ class Batch:
     sha256: str = ""
     problems: list[Any] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    # How to point at annotation row i in the source: ``pointer_base + str(i)`` (COCO's
+    # ``/annotations/``), or a per-row locator column (XML formats), or nothing.
+    pointer_base: str | None = "/annotations/"
+    row_pointers: Obj | None = None
 
-    def pointer(self, i: int) -> str:
-        """JSON pointer (or format-specific locator) of annotation row ``i``."""
-        base = self.meta.get("ann_pointer_base", "/annotations/")
-        return f"{base}{i}"
+    def pointer(self, i: int) -> str | None:
+        """JSON pointer (or format-specific locator) of annotation row ``i``, if any."""
+        if self.row_pointers is not None:
+            v = self.row_pointers[i]
+            return None if v is None else str(v)
+        return None if self.pointer_base is None else f"{self.pointer_base}{i}"
 
     def image_name(self, i: int) -> str | None:
         """File name of annotation ``i``'s image, or None when its image dangles."""

@@ -29,15 +29,29 @@ _COLLECTOR_KEY = pytest.StashKey["Collector"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("annogate", "label-batch quality gates")
-    group.addoption("--annogate", action="store_true", default=False,
-                    help="collect label batches (COCO, ...) under the given paths as test items, one per gate")
-    group.addoption("--annogate-rules", metavar="PATH", default=None,
-                    help="rules file to use for every batch (default: nearest annogate.toml or pyproject.toml [tool.annogate])")
+    group.addoption(
+        "--annogate",
+        action="store_true",
+        default=False,
+        help="collect label batches (COCO, ...) under the given paths as test items, one per gate",
+    )
+    group.addoption(
+        "--annogate-rules",
+        metavar="PATH",
+        default=None,
+        help="rules file to use for every batch (default: nearest annogate.toml or pyproject.toml [tool.annogate])",
+    )
     group.addoption("--annogate-report", metavar="PATH", default=None, help="write the JSON audit report here")
-    group.addoption("--annogate-rework", metavar="PATH", default=None,
-                    help="write the rework list here (.csv or .json)")
-    group.addoption("--annogate-max-findings", metavar="N", type=int, default=None,
-                    help="offending annotations listed per failing gate (default 10, 50 with -v)")
+    group.addoption(
+        "--annogate-rework", metavar="PATH", default=None, help="write the rework list here (.csv or .json)"
+    )
+    group.addoption(
+        "--annogate-max-findings",
+        metavar="N",
+        type=int,
+        default=None,
+        help="offending annotations listed per failing gate (default 10, 50 with -v)",
+    )
 
 
 def _enabled(config: pytest.Config) -> bool:
@@ -149,7 +163,9 @@ class GateItem(pytest.Item):
 
             verbose = self.config.get_verbosity()
             limit = self.config.getoption("annogate_max_findings") or (50 if verbose > 0 else 10)
-            return "\n".join(failure_lines(self.outcome.outcome(), excinfo.value.result, max_findings=limit, verbose=verbose))
+            return "\n".join(
+                failure_lines(self.outcome.outcome(), excinfo.value.result, max_findings=limit, verbose=verbose)
+            )
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:

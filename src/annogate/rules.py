@@ -76,8 +76,15 @@ _TOP_SCHEMA: dict[str, Any] = {
         ],
     },
     "format": {"type": "string", "description": "Force a format instead of detecting it."},
-    "annotator_field": {"type": "string", "description": "Dotted field holding the annotator, e.g. attributes.annotator."},
-    "exclude": {"type": "array", "items": {"type": "string"}, "description": "Glob patterns of files that are not batches."},
+    "annotator_field": {
+        "type": "string",
+        "description": "Dotted field holding the annotator, e.g. attributes.annotator.",
+    },
+    "exclude": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Glob patterns of files that are not batches.",
+    },
     "taxonomy": {
         "type": "object",
         "additionalProperties": False,

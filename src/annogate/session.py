@@ -129,7 +129,10 @@ def write_artifacts(
             version=__version__,
         )
         write_report(report_path, report)
-        lines.append(f"annogate: audit report written to {report_path}" + (f" (rules: {', '.join(r for r in rules_list if r)})" if any(rules_list) else ""))
+        lines.append(
+            f"annogate: audit report written to {report_path}"
+            + (f" (rules: {', '.join(r for r in rules_list if r)})" if any(rules_list) else "")
+        )
     if rework_path:
         write_rework(rework_path, outcomes)
         lines.append(f"annogate: rework list written to {rework_path}")

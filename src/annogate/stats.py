@@ -201,7 +201,9 @@ def wilson_interval(successes: npt.NDArray[Any], n: npt.ArrayLike, confidence: f
 def wilson_interval(successes: npt.ArrayLike, n: npt.NDArray[Any], confidence: float = 0.95) -> tuple[F64, F64]: ...
 
 
-def wilson_interval(successes: npt.ArrayLike, n: npt.ArrayLike, confidence: float = 0.95) -> tuple[float, float] | tuple[F64, F64]:
+def wilson_interval(
+    successes: npt.ArrayLike, n: npt.ArrayLike, confidence: float = 0.95
+) -> tuple[float, float] | tuple[F64, F64]:
     """Wilson score interval for a binomial proportion ``successes / n``.
 
     Why Wilson and not the normal (Wald) interval: defect rates are small and

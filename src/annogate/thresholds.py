@@ -84,16 +84,52 @@ def error_type_checks(
         sev: Severity = lim.get("severity", "error")
         n = by_rule.get(rule, 0)
         if "max_count" in lim:
-            checks.append(ThresholdCheck(metric=f"{rule}.count", scope="overall", value=float(n), limit=float(lim["max_count"]), op="<=", severity=sev))
+            checks.append(
+                ThresholdCheck(
+                    metric=f"{rule}.count",
+                    scope="overall",
+                    value=float(n),
+                    limit=float(lim["max_count"]),
+                    op="<=",
+                    severity=sev,
+                )
+            )
         if "max_rate" in lim:
             rate = n / population if population else 0.0
-            checks.append(ThresholdCheck(metric=f"{rule}.rate", scope="overall", value=rate, limit=float(lim["max_rate"]), op="<=", severity=sev))
+            checks.append(
+                ThresholdCheck(
+                    metric=f"{rule}.rate",
+                    scope="overall",
+                    value=rate,
+                    limit=float(lim["max_rate"]),
+                    op="<=",
+                    severity=sev,
+                )
+            )
         for cls, clim in cfg.get(rule, {}).get("per_class", {}).items():
             csev: Severity = clim.get("severity", sev)
             cn = by_rule_class.get((rule, cls), 0)
             if "max_count" in clim:
-                checks.append(ThresholdCheck(metric=f"{rule}.count", scope=f"class:{cls}", value=float(cn), limit=float(clim["max_count"]), op="<=", severity=csev))
+                checks.append(
+                    ThresholdCheck(
+                        metric=f"{rule}.count",
+                        scope=f"class:{cls}",
+                        value=float(cn),
+                        limit=float(clim["max_count"]),
+                        op="<=",
+                        severity=csev,
+                    )
+                )
             if "max_rate" in clim:
                 cpop = (class_population or {}).get(cls, 0)
-                checks.append(ThresholdCheck(metric=f"{rule}.rate", scope=f"class:{cls}", value=cn / cpop if cpop else 0.0, limit=float(clim["max_rate"]), op="<=", severity=csev))
+                checks.append(
+                    ThresholdCheck(
+                        metric=f"{rule}.rate",
+                        scope=f"class:{cls}",
+                        value=cn / cpop if cpop else 0.0,
+                        limit=float(clim["max_rate"]),
+                        op="<=",
+                        severity=csev,
+                    )
+                )
     return checks

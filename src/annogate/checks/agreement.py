@@ -147,9 +147,16 @@ RULES_SCHEMA: dict[str, Any] = {
             "enum": ["missing", "nothing"],
             "description": "For alpha: an annotator without an object in a unit gives no value (missing, default) or the value 'nothing'.",
         },
-        "min_alpha": {**_FRACTION, "minimum": -1, "description": "Lowest acceptable Krippendorff's alpha. Default 0.8."},
+        "min_alpha": {
+            **_FRACTION,
+            "minimum": -1,
+            "description": "Lowest acceptable Krippendorff's alpha. Default 0.8.",
+        },
         "min_mean_iou": {**_FRACTION, "description": "Lowest acceptable mean IoU of matched pairs."},
-        "max_annotator_defect_rate": {**_FRACTION, "description": "Highest acceptable defect rate of any annotator vs consensus."},
+        "max_annotator_defect_rate": {
+            **_FRACTION,
+            "description": "Highest acceptable defect rate of any annotator vs consensus.",
+        },
         "defect_rate_bound": {
             "enum": ["rate", "low", "high"],
             "description": "Which figure max_annotator_defect_rate limits: the rate, or its Wilson 95% low/high bound. "
@@ -295,7 +302,10 @@ def _match_all(
         "iou_sum": np.bincount(e_pair, weights=edge_iou, minlength=n_pairs),
         "class_agree": np.bincount(e_pair, weights=same, minlength=n_pairs),
     }
-    pairs = {(int(k // span), int(k % span)): {name: float(col[i]) for name, col in sums.items()} for i, k in enumerate(pair_keys.tolist())}
+    pairs = {
+        (int(k // span), int(k % span)): {name: float(col[i]) for name, col in sums.items()}
+        for i, k in enumerate(pair_keys.tolist())
+    }
     return _Pairing(edge_a=edge_a.astype(np.int64), edge_b=edge_b.astype(np.int64), edge_iou=edge_iou, pairs=pairs)
 
 
@@ -393,7 +403,9 @@ def analyse(
     """Pair, cluster and vote: the common ground of the gate and :func:`consensus`."""
     ann = batch.annotations
     n = len(ann)
-    settings = MatchSettings(iou_type=iou_type, iou=iou, max_dets=_NO_MAX_DETS, oks_sigmas=oks_sigmas, class_agnostic=True)
+    settings = MatchSettings(
+        iou_type=iou_type, iou=iou, max_dets=_NO_MAX_DETS, oks_sigmas=oks_sigmas, class_agnostic=True
+    )
     image_key = _image_keys(batch.images)
     elig = np.flatnonzero(_eligible(batch)).astype(np.int64)
     row_key = np.full(n, -1, np.int64)
@@ -478,7 +490,9 @@ def analyse(
         is_win = np.zeros(n, np.bool_)
         is_win[entry_row[win]] = True
         both = is_win[edge_a] & is_win[edge_b] & (unit_of_row[edge_a] == unit_of_row[edge_b])
-        score = np.bincount(edge_a[both], weights=edge_iou[both], minlength=n) + np.bincount(edge_b[both], weights=edge_iou[both], minlength=n)
+        score = np.bincount(edge_a[both], weights=edge_iou[both], minlength=n) + np.bincount(
+            edge_b[both], weights=edge_iou[both], minlength=n
+        )
         w_rows, w_unit = entry_row[win], entry_unit[win]
         wo = np.lexsort((w_rows, -score[w_rows], w_unit))
         w_rows, w_unit = w_rows[wo], w_unit[wo]
@@ -712,8 +726,12 @@ def _findings(a: AgreementAnalysis) -> tuple[list[Finding], dict[int, dict[str, 
     for u in eu[sel].tolist():
         span = er[starts[u] : starts[u + 1]]
         members = span[span >= 0]
-        votes = ", ".join(f"{_name(batch, int(batch.annotations.annotator[r]))}: {batch.category_name(int(r))}" for r in members)
-        msgs.append(f"no consensus on this object (votes {votes}; {int(a.unit_voters[u])} annotators covered the image)")
+        votes = ", ".join(
+            f"{_name(batch, int(batch.annotations.annotator[r]))}: {batch.category_name(int(r))}" for r in members
+        )
+        msgs.append(
+            f"no consensus on this object (votes {votes}; {int(a.unit_voters[u])} annotators covered the image)"
+        )
     out += findings_for_rows(batch, er[sel], gate=NAME, rule="no_consensus", messages=msgs, severity="warning")
 
     sel = (er >= 0) & dec & (top == NOTHING)
@@ -745,7 +763,9 @@ def _findings(a: AgreementAnalysis) -> tuple[list[Finding], dict[int, dict[str, 
         )[0]
         out.append(replace(ref, annotator=_name(batch, c), category=_class(batch, int(a.unit_top[u]))))
 
-    trials = np.bincount(ec[dec], minlength=len(batch.annotators)) if ec.size else np.zeros(len(batch.annotators), np.int64)
+    trials = (
+        np.bincount(ec[dec], minlength=len(batch.annotators)) if ec.size else np.zeros(len(batch.annotators), np.int64)
+    )
     for c in range(trials.shape[0]):
         counts[c]["trials"] = int(trials[c])
     out.sort(key=lambda f: (f.line or 0, f.annotation_id or 0, f.rule, f.annotator or ""))
@@ -773,7 +793,9 @@ def _cached_analysis(batch: Batch, ctx: GateContext, cfg: Mapping[str, Any]) -> 
     slot = ctx.cache.setdefault(_CACHE_SLOT, {})
     if slot.get("key") != key:
         slot.clear()
-        slot["analysis"] = analyse(batch, iou=float(cfg["iou"]), quorum=cfg["quorum"], iou_type=cfg["iou_type"], oks_sigmas=sigmas)
+        slot["analysis"] = analyse(
+            batch, iou=float(cfg["iou"]), quorum=cfg["quorum"], iou_type=cfg["iou_type"], oks_sigmas=sigmas
+        )
         slot["key"] = key
     analysis: AgreementAnalysis = slot["analysis"]
     return analysis
@@ -814,9 +836,15 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     mean_iou = float(a.edge_iou.mean()) if a.edge_iou.size else math.nan
     checks: list[ThresholdCheck] = []
     if cfg["min_alpha"] is not None:
-        checks.append(ThresholdCheck(metric="alpha", scope="overall", value=alpha, limit=float(cfg["min_alpha"]), op=">="))
+        checks.append(
+            ThresholdCheck(metric="alpha", scope="overall", value=alpha, limit=float(cfg["min_alpha"]), op=">=")
+        )
     if cfg["min_mean_iou"] is not None:
-        checks.append(ThresholdCheck(metric="mean_iou", scope="overall", value=mean_iou, limit=float(cfg["min_mean_iou"]), op=">="))
+        checks.append(
+            ThresholdCheck(
+                metric="mean_iou", scope="overall", value=mean_iou, limit=float(cfg["min_mean_iou"]), op=">="
+            )
+        )
 
     # Per annotator pair.
     pair_rows: list[list[Any]] = [list(PAIR_COLUMNS)]
@@ -841,10 +869,24 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         pair_metrics[f"{na}/{nb}"] = rec
         pair_rows.append([na, nb, *rec.values()])
         if cfg["min_pair_alpha"] is not None:
-            checks.append(ThresholdCheck(metric="pair_alpha", scope=f"pair:{na}/{nb}", value=p_alpha, limit=float(cfg["min_pair_alpha"]), op=">="))
+            checks.append(
+                ThresholdCheck(
+                    metric="pair_alpha",
+                    scope=f"pair:{na}/{nb}",
+                    value=p_alpha,
+                    limit=float(cfg["min_pair_alpha"]),
+                    op=">=",
+                )
+            )
         if cfg["min_pair_mean_iou"] is not None:
             checks.append(
-                ThresholdCheck(metric="pair_mean_iou", scope=f"pair:{na}/{nb}", value=rec["mean_iou"], limit=float(cfg["min_pair_mean_iou"]), op=">=")
+                ThresholdCheck(
+                    metric="pair_mean_iou",
+                    scope=f"pair:{na}/{nb}",
+                    value=rec["mean_iou"],
+                    limit=float(cfg["min_pair_mean_iou"]),
+                    op=">=",
+                )
             )
 
     # Per annotator, against the consensus.
@@ -873,8 +915,20 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         ann_rows.append([name, *rec.values()])
         if cfg["max_annotator_defect_rate"] is not None:
             bound = {"rate": rate, "low": rec["wilson_low"], "high": rec["wilson_high"]}[str(cfg["defect_rate_bound"])]
-            metric = "defect_rate" if cfg["defect_rate_bound"] == "rate" else f"defect_rate.wilson_{cfg['defect_rate_bound']}"
-            checks.append(ThresholdCheck(metric=metric, scope=f"annotator:{name}", value=float(bound), limit=float(cfg["max_annotator_defect_rate"]), op="<="))
+            metric = (
+                "defect_rate"
+                if cfg["defect_rate_bound"] == "rate"
+                else f"defect_rate.wilson_{cfg['defect_rate_bound']}"
+            )
+            checks.append(
+                ThresholdCheck(
+                    metric=metric,
+                    scope=f"annotator:{name}",
+                    value=float(bound),
+                    limit=float(cfg["max_annotator_defect_rate"]),
+                    op="<=",
+                )
+            )
 
     population = int(a.rows.shape[0])
     if "thresholds" in cfg:

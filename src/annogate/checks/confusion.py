@@ -64,7 +64,9 @@ RULES_SCHEMA: dict[str, Any] = {
 }
 
 
-def confusion_counts(batch: Batch, golden: Batch, batch_status: np.ndarray, batch_match: np.ndarray, gold_status: np.ndarray) -> Counter[tuple[str, str]]:
+def confusion_counts(
+    batch: Batch, golden: Batch, batch_status: np.ndarray, batch_match: np.ndarray, gold_status: np.ndarray
+) -> Counter[tuple[str, str]]:
     """(golden class, batch class) -> count, with ``missing`` / ``extra`` as the odd column / row."""
     gn = [str(n) for n in golden.categories.name.tolist()]
     bn = [str(n) for n in batch.categories.name.tolist()]
@@ -114,7 +116,9 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         a, b = pair.split("->", 1)
         a, b = a.strip(), b.strip()
         limits[f"{a}->{b}"] = float(lim)
-        checks.append(ThresholdCheck(metric="pair_rate", scope=f"pair:{a}->{b}", value=rate(a, b), limit=float(lim), op="<="))
+        checks.append(
+            ThresholdCheck(metric="pair_rate", scope=f"pair:{a}->{b}", value=rate(a, b), limit=float(lim), op="<=")
+        )
     worst: tuple[str, str] | None = None
     support = int(sec.get("min_support", 1))
     eligible = [p for p in off if row_total[p[0]] >= support]
@@ -123,7 +127,11 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     if "max_pair_rate" in sec:
         lim = float(sec["max_pair_rate"])
         if worst is not None:
-            checks.append(ThresholdCheck(metric="pair_rate.max", scope=f"pair:{worst[0]}->{worst[1]}", value=rate(*worst), limit=lim, op="<="))
+            checks.append(
+                ThresholdCheck(
+                    metric="pair_rate.max", scope=f"pair:{worst[0]}->{worst[1]}", value=rate(*worst), limit=lim, op="<="
+                )
+            )
         else:
             checks.append(ThresholdCheck(metric="pair_rate.max", scope="overall", value=0.0, limit=lim, op="<="))
     failing = {c.scope[len("pair:") :] for c in checks if not c.passed and c.scope.startswith("pair:")}
@@ -140,8 +148,15 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
             sel = [k for k in range(len(mis)) if (f"{gnames[k]}->{bnames[k]}" in failing) == (sev == "error")]
             if sel:
                 findings += findings_for_rows(
-                    batch, mis[sel], gate="confusion", rule="confusion", severity=sev,  # type: ignore[arg-type]
-                    messages=[f"golden {gnames[k]!r} labelled {bnames[k]!r} (golden annotation {int(golden.annotations.id[res.batch_match[mis[k]]])})" for k in sel],
+                    batch,
+                    mis[sel],
+                    gate="confusion",
+                    rule="confusion",
+                    severity=sev,  # type: ignore[arg-type]
+                    messages=[
+                        f"golden {gnames[k]!r} labelled {bnames[k]!r} (golden annotation {int(golden.annotations.id[res.batch_match[mis[k]]])})"
+                        for k in sel
+                    ],
                     values=res.batch_iou[mis[sel]],
                 )
 
@@ -158,12 +173,20 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "pairs": {f"{a}->{b}": {"count": counts[(a, b)], "golden": row_total[a], "rate": rate(a, b)} for a, b in off},
         "worst_pair": None if worst is None else {"pair": f"{worst[0]}->{worst[1]}", "rate": rate(*worst)},
         "confused": int(sum(counts[p] for p in off)),
-        "matrix": {"rows": [*gold_classes, EXTRA], "columns": [*batch_classes, MISSING], "counts": [r[1:] for r in matrix[1:]]},
+        "matrix": {
+            "rows": [*gold_classes, EXTRA],
+            "columns": [*batch_classes, MISSING],
+            "counts": [r[1:] for r in matrix[1:]],
+        },
         "golden_file": str(gm.golden_path),
     }
     population = int(sum(row_total.values()))
     return GateResult.from_checks(
-        gate="confusion", population=population, checks=checks, findings=findings, metrics=metrics,
+        gate="confusion",
+        population=population,
+        checks=checks,
+        findings=findings,
+        metrics=metrics,
         tables={"confusion_matrix": matrix, "confusion_top_pairs": top},
     )
 

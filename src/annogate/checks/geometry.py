@@ -141,7 +141,10 @@ RULES_SCHEMA: dict[str, Any] = {
         "box_segmentation_tolerance": {**_NUM, "description": "px between box edges and segmentation extent"},
         "area_tolerance": {**_NUM, "description": "relative tolerance of the area field"},
         "crowd_area_tolerance": {**_NUM, "description": "relative tolerance of the area field of crowd regions"},
-        "keypoint_box_tolerance": {**_NUM, "description": "fraction of the box's longer side a keypoint may lie outside it"},
+        "keypoint_box_tolerance": {
+            **_NUM,
+            "description": "fraction of the box's longer side a keypoint may lie outside it",
+        },
         "duplicate_iou": {
             "type": "number",
             "exclusiveMinimum": 0,
@@ -260,9 +263,7 @@ class _Config:
         )
 
 
-def _outside(
-    x0: F64, y0: F64, x1: F64, y1: F64, width: F64, height: F64, tol: float
-) -> tuple[F64, B]:
+def _outside(x0: F64, y0: F64, x1: F64, y1: F64, width: F64, height: F64, tol: float) -> tuple[F64, B]:
     """Overshoot beyond each image side (N, 4: left, top, right, bottom) and whether any exceeds ``tol``.
 
     Unknown image sizes are nan, and nan compares false: such rows are never flagged.
@@ -276,8 +277,15 @@ def _outside(
 _SIDES = ("left", "top", "right", "bottom")
 
 
-def _outside_message(what: str, over: F64, x0: float, y0: float, x1: float, y1: float, w: float, h: float, tol: float) -> str:
-    edge_value = (f"min x {_fmt(x0)} < 0", f"min y {_fmt(y0)} < 0", f"max x {_fmt(x1)} > width {_fmt(w)}", f"max y {_fmt(y1)} > height {_fmt(h)}")
+def _outside_message(
+    what: str, over: F64, x0: float, y0: float, x1: float, y1: float, w: float, h: float, tol: float
+) -> str:
+    edge_value = (
+        f"min x {_fmt(x0)} < 0",
+        f"min y {_fmt(y0)} < 0",
+        f"max x {_fmt(x1)} > width {_fmt(w)}",
+        f"max y {_fmt(y1)} > height {_fmt(h)}",
+    )
     parts = [f"{_SIDES[k]} by {_fmt(float(over[k]))} px ({edge_value[k]})" for k in range(4) if over[k] > tol]
     return f"{what} extends beyond the image: " + ", ".join(parts) + f"; tolerance {_fmt(tol)} px"
 
@@ -320,7 +328,10 @@ def _check_boxes(batch: Batch, cfg: _Config, width: F64, height: F64, out: _Coll
     out.add(
         "box_tiny",
         rows,
-        [f"box {_fmt(w[i])} x {_fmt(h[i])} px is smaller than the minimum side {_fmt(cfg.min_box[i])} px" for i in rows],
+        [
+            f"box {_fmt(w[i])} x {_fmt(h[i])} px is smaller than the minimum side {_fmt(cfg.min_box[i])} px"
+            for i in rows
+        ],
         [float(min(w[i], h[i])) for i in rows],
     )
 
@@ -340,9 +351,7 @@ def _check_boxes(batch: Batch, cfg: _Config, width: F64, height: F64, out: _Coll
 # --------------------------------------------------------------------------- polygons
 
 
-def _star_test(
-    x: F64, y: F64, seg: _Segments, cx: F64, cy: F64, span: F64
-) -> tuple[B, F64, F64, F64]:
+def _star_test(x: F64, y: F64, seg: _Segments, cx: F64, cy: F64, span: F64) -> tuple[B, F64, F64, F64]:
     """Prove rings simple without GEOS: are they star-shaped around (cx, cy)?
 
     If, seen from a centre c, every edge of a ring turns the same way (all cross
@@ -453,7 +462,9 @@ class _Segs:
     has_rings: B  # a polygon annotation with at least one ring
 
 
-def _check_polygons(batch: Batch, cfg: _Config, width: F64, height: F64, out: _Collector) -> tuple[_Segs, dict[str, int]]:
+def _check_polygons(
+    batch: Batch, cfg: _Config, width: F64, height: F64, out: _Collector
+) -> tuple[_Segs, dict[str, int]]:
     ann = batch.annotations
     n = len(ann)
     aro = ann.ann_ring_offsets.astype(np.int64)
@@ -511,7 +522,21 @@ def _check_polygons(batch: Batch, cfg: _Config, width: F64, height: F64, out: _C
     pos_all = np.searchsorted(ring_rows, sel)  # rows of sel within pts / pt_off
     sel_off = np.concatenate([[0], np.cumsum(cnt_all[pos_all])]).astype(np.int64)
     for a, b in _chunks(sel_off, _CHUNK_POINTS):
-        _geos_rings(pts, pt_off[pos_all[a:b]], cnt_all[pos_all[a:b]], sel[a:b], bx0, by0, bx1, by1, n_unique, few, zero, invalid, reason)
+        _geos_rings(
+            pts,
+            pt_off[pos_all[a:b]],
+            cnt_all[pos_all[a:b]],
+            sel[a:b],
+            bx0,
+            by0,
+            bx1,
+            by1,
+            n_unique,
+            few,
+            zero,
+            invalid,
+            reason,
+        )
 
     def ring_finding(rule: str, mask: B, describe: Callable[[int], str], value: Callable[[int], float] | None) -> None:
         rings_bad = np.flatnonzero(mask)
@@ -531,10 +556,25 @@ def _check_polygons(batch: Batch, cfg: _Config, width: F64, height: F64, out: _C
                 vals.append(value(r))
         out.add(rule, owners, msgs, vals if value is not None else None)
 
-    ring_finding("polygon_odd_coordinates", odd, lambda r: f"{int(ncoord[r])} coordinates, an odd count (x, y pairs expected)", lambda r: float(ncoord[r]))
+    ring_finding(
+        "polygon_odd_coordinates",
+        odd,
+        lambda r: f"{int(ncoord[r])} coordinates, an odd count (x, y pairs expected)",
+        lambda r: float(ncoord[r]),
+    )
     ring_finding("polygon_nonfinite", nonfinite, lambda r: "has a non-finite coordinate", None)
-    ring_finding("polygon_too_few_points", few, lambda r: f"{int(n_unique[r])} distinct point(s), at least 3 needed", lambda r: float(n_unique[r]))
-    ring_finding("polygon_zero_area", zero, lambda r: f"area {_fmt(area[r])}: all {int(n_unique[r])} points are collinear", lambda r: float(area[r]))
+    ring_finding(
+        "polygon_too_few_points",
+        few,
+        lambda r: f"{int(n_unique[r])} distinct point(s), at least 3 needed",
+        lambda r: float(n_unique[r]),
+    )
+    ring_finding(
+        "polygon_zero_area",
+        zero,
+        lambda r: f"area {_fmt(area[r])}: all {int(n_unique[r])} points are collinear",
+        lambda r: float(area[r]),
+    )
     ring_finding("polygon_invalid", invalid, lambda r: f"invalid ring: {reason[r]}", None)
 
     # Per annotation: extent over its usable rings (finite, even, non-empty).
@@ -562,7 +602,10 @@ def _check_polygons(batch: Batch, cfg: _Config, width: F64, height: F64, out: _C
     out.add(
         "polygon_outside_image",
         rows,
-        [_outside_message("polygon", over[i], ax0[i], ay0[i], ax1[i], ay1[i], width[i], height[i], cfg.border_tol) for i in rows],
+        [
+            _outside_message("polygon", over[i], ax0[i], ay0[i], ax1[i], ay1[i], width[i], height[i], cfg.border_tol)
+            for i in rows
+        ],
         [float(over[i].max()) for i in rows],
     )
     segs = _Segs(
@@ -694,7 +737,9 @@ def _rle_validate(rle: Any) -> tuple[tuple[int, int] | None, I64 | None, str]:
     if (
         not isinstance(size, (list, tuple))
         or len(size) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() and v >= 0 for v in size)
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() and v >= 0 for v in size
+        )
     ):
         return None, None, f"size {size!r} is not [height, width]"
     h, w = int(size[0]), int(size[1])
@@ -763,7 +808,10 @@ def _check_rle(batch: Batch, width: F64, height: F64, out: _Collector, segs: _Se
     out.add(
         "rle_size_mismatch",
         g[k],
-        [f"mask size {int(hw[j, 0])}x{int(hw[j, 1])} (h x w) differs from the image's {_fmt(height[g[j]])}x{_fmt(width[g[j]])}" for j in k],
+        [
+            f"mask size {int(hw[j, 0])}x{int(hw[j, 1])} (h x w) differs from the image's {_fmt(height[g[j]])}x{_fmt(width[g[j]])}"
+            for j in k
+        ],
     )
     empty = areas == 0
     k = np.flatnonzero(empty)
@@ -788,9 +836,7 @@ def _check_consistency(batch: Batch, cfg: _Config, boxes: _Boxes, segs: _Segs, o
     """Box vs segmentation extent, and the ``area`` field vs the computed area."""
     ann = batch.annotations
     both = boxes.valid & segs.has_extent
-    dev = np.stack(
-        [boxes.x0 - segs.x0, boxes.y0 - segs.y0, boxes.x1 - segs.x1, boxes.y1 - segs.y1], axis=1
-    )
+    dev = np.stack([boxes.x0 - segs.x0, boxes.y0 - segs.y0, boxes.x1 - segs.x1, boxes.y1 - segs.y1], axis=1)
     with np.errstate(invalid="ignore"):
         worst = np.where(both, np.abs(dev).max(axis=1), 0.0)
     rows = np.flatnonzero(both & (worst > cfg.box_seg_tol))
@@ -832,11 +878,18 @@ def _check_consistency(batch: Batch, cfg: _Config, boxes: _Boxes, segs: _Segs, o
     vals = []
     for i, u in zip(rows_bad, union_bad, strict=True):
         rel = (field[i] - computed[i]) / computed[i]
-        what = "sum of its parts" if segs.multipart[i] else ("mask pixel count" if ann.seg_kind[i] == SEG_RLE else ("polygon area" if segs.area_ok[i] else "box area"))
+        what = (
+            "sum of its parts"
+            if segs.multipart[i]
+            else (
+                "mask pixel count"
+                if ann.seg_kind[i] == SEG_RLE
+                else ("polygon area" if segs.area_ok[i] else "box area")
+            )
+        )
         extra = f", union of parts {_fmt(u)}" if np.isfinite(u) else ""
         msgs.append(
-            f"area field {_fmt(field[i])} vs {what} {_fmt(computed[i])}{extra}: {rel:+.1%} "
-            f"(tolerance {tol[i]:.0%})"
+            f"area field {_fmt(field[i])} vs {what} {_fmt(computed[i])}{extra}: {rel:+.1%} (tolerance {tol[i]:.0%})"
         )
         vals.append(float(rel))
     out.add("area_mismatch", rows_bad, msgs, vals)
@@ -908,8 +961,10 @@ def _check_keypoints(batch: Batch, cfg: _Config, boxes: _Boxes, width: F64, heig
     per_point(
         "keypoint_outside_image",
         outside_img,
-        lambda i, p: f"{kp_name(i, p - int(first_pt[i]))} at ({_fmt(x[p])}, {_fmt(y[p])}) is outside the "
-        f"{_fmt(w_pt[p])}x{_fmt(h_pt[p])} image by {_fmt(over_img[p] + tol)} px (tolerance {_fmt(tol)} px)",
+        lambda i, p: (
+            f"{kp_name(i, p - int(first_pt[i]))} at ({_fmt(x[p])}, {_fmt(y[p])}) is outside the "
+            f"{_fmt(w_pt[p])}x{_fmt(h_pt[p])} image by {_fmt(over_img[p] + tol)} px (tolerance {_fmt(tol)} px)"
+        ),
         lambda p: float(over_img[p] + tol),
     )
 
@@ -923,8 +978,10 @@ def _check_keypoints(batch: Batch, cfg: _Config, boxes: _Boxes, width: F64, heig
     per_point(
         "keypoint_outside_box",
         outside_box,
-        lambda i, p: f"{kp_name(i, p - int(first_pt[i]))} at ({_fmt(x[p])}, {_fmt(y[p])}) is {_fmt(dist[p])} px "
-        f"outside the box (tolerance {_fmt(allowed[p])} px = {cfg.kp_box_tol:g} x its longer side)",
+        lambda i, p: (
+            f"{kp_name(i, p - int(first_pt[i]))} at ({_fmt(x[p])}, {_fmt(y[p])}) is {_fmt(dist[p])} px "
+            f"outside the box (tolerance {_fmt(allowed[p])} px = {cfg.kp_box_tol:g} x its longer side)"
+        ),
         lambda p: float(dist[p]),
     )
 
@@ -936,7 +993,10 @@ def _check_keypoints(batch: Batch, cfg: _Config, boxes: _Boxes, width: F64, heig
     out.add(
         "num_keypoints_mismatch",
         rows,
-        [f"num_keypoints is {int(nk[i])} but {int(n_lab[i])} keypoint(s) are labelled (v > 0): off by {int(nk[i] - n_lab[i]):+d}" for i in rows],
+        [
+            f"num_keypoints is {int(nk[i])} but {int(n_lab[i])} keypoint(s) are labelled (v > 0): off by {int(nk[i] - n_lab[i]):+d}"
+            for i in rows
+        ],
         [float(nk[i] - n_lab[i]) for i in rows],
     )
     return int((nkp > 0).sum())
@@ -976,7 +1036,9 @@ def _check_duplicates(batch: Batch, cfg: _Config, boxes: _Boxes, out: _Collector
         j = active + k
         keep = j < m
         active, j = active[keep], j[keep]
-        same = (img[j] == img[active]) & (cat[j] == cat[active]) & (crowd[j] == crowd[active]) & (x0[j] <= reach[active])
+        same = (
+            (img[j] == img[active]) & (cat[j] == cat[active]) & (crowd[j] == crowd[active]) & (x0[j] <= reach[active])
+        )
         active, j = active[same], j[same]
         if active.size == 0:
             break

@@ -135,7 +135,10 @@ def match_settings(ctx: GateContext, section: Mapping[str, Any] | None = None) -
     base: dict[str, Any] = dict(top) if isinstance(top, Mapping) else {}
     if isinstance(top, str):
         base["file"] = top
-    cfg = {**{k: v for k, v in base.items() if k in MATCH_SCHEMA}, **{k: v for k, v in own.items() if k in MATCH_SCHEMA}}
+    cfg = {
+        **{k: v for k, v in base.items() if k in MATCH_SCHEMA},
+        **{k: v for k, v in own.items() if k in MATCH_SCHEMA},
+    }
     sig = cfg.get("oks_sigmas")
     settings = MatchSettings(
         iou_type=cfg.get("iou_type", "bbox"),
@@ -251,7 +254,17 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else math.nan
 
 
-def _scope_metrics(tp: int, mis_gold: int, mis_batch: int, missing: int, extra: int, ious: npt.NDArray[np.float64], drift: dict[str, dict[str, float]], *, mislabelled: int) -> dict[str, Any]:
+def _scope_metrics(
+    tp: int,
+    mis_gold: int,
+    mis_batch: int,
+    missing: int,
+    extra: int,
+    ious: npt.NDArray[np.float64],
+    drift: dict[str, dict[str, float]],
+    *,
+    mislabelled: int,
+) -> dict[str, Any]:
     return {
         "tp": tp,
         "mislabelled": mislabelled,
@@ -291,8 +304,14 @@ def _metrics(batch: Batch, gm: GoldenMatch) -> tuple[dict[str, Any], dict[str, d
     pair_gcls = np.array(gcls(pgold), object)
 
     overall = _scope_metrics(
-        len(tp_rows), len(mis_rows), len(mis_rows), len(miss_rows), len(extra_rows), piou,
-        drift_stats(ba.bbox[prow], ga.bbox[pgold]), mislabelled=len(mis_rows),
+        len(tp_rows),
+        len(mis_rows),
+        len(mis_rows),
+        len(miss_rows),
+        len(extra_rows),
+        piou,
+        drift_stats(ba.bbox[prow], ga.bbox[pgold]),
+        mislabelled=len(mis_rows),
     )
     overall["ignored"] = int(np.count_nonzero(res.batch_status == Status.IGNORED))
     overall["truncated"] = int(np.count_nonzero(res.batch_status == Status.TRUNCATED))
@@ -310,23 +329,46 @@ def _metrics(batch: Batch, gm: GoldenMatch) -> tuple[dict[str, Any], dict[str, d
     for c in classes:
         sel = pair_gcls == c
         per[c] = _scope_metrics(
-            tp_c[c], misg_c[c], misb_c[c], miss_c[c], extra_c[c], piou[sel],
-            drift_stats(ba.bbox[prow[sel]], ga.bbox[pgold[sel]]), mislabelled=misg_c[c] + misb_c[c],
+            tp_c[c],
+            misg_c[c],
+            misb_c[c],
+            miss_c[c],
+            extra_c[c],
+            piou[sel],
+            drift_stats(ba.bbox[prow[sel]], ga.bbox[pgold[sel]]),
+            mislabelled=misg_c[c] + misb_c[c],
         )
     return overall, per
 
 
 def _checks(scope: str, m: Mapping[str, Any], lim: Mapping[str, Any]) -> list[ThresholdCheck]:
     out: list[ThresholdCheck] = []
-    for key, metric in (("min_precision", "precision"), ("min_recall", "recall"), ("min_accuracy", "accuracy"), ("min_mean_iou", "mean_iou")):
+    for key, metric in (
+        ("min_precision", "precision"),
+        ("min_recall", "recall"),
+        ("min_accuracy", "accuracy"),
+        ("min_mean_iou", "mean_iou"),
+    ):
         if key in lim:
-            out.append(ThresholdCheck(metric=metric, scope=scope, value=float(m[metric]), limit=float(lim[key]), op=">="))
+            out.append(
+                ThresholdCheck(metric=metric, scope=scope, value=float(m[metric]), limit=float(lim[key]), op=">=")
+            )
     for key, metric in (("max_extra", "extra"), ("max_missing", "missing"), ("max_mislabelled", "mislabelled")):
         if key in lim:
-            out.append(ThresholdCheck(metric=metric, scope=scope, value=float(m[metric]), limit=float(lim[key]), op="<="))
+            out.append(
+                ThresholdCheck(metric=metric, scope=scope, value=float(m[metric]), limit=float(lim[key]), op="<=")
+            )
     if "max_drift" in lim:
         for edge in EDGES:
-            out.append(ThresholdCheck(metric=f"drift.{edge}", scope=scope, value=_systematic(m["drift"][edge]), limit=float(lim["max_drift"]), op="<="))
+            out.append(
+                ThresholdCheck(
+                    metric=f"drift.{edge}",
+                    scope=scope,
+                    value=_systematic(m["drift"][edge]),
+                    limit=float(lim["max_drift"]),
+                    op="<=",
+                )
+            )
     return out
 
 
@@ -335,14 +377,38 @@ def _r(x: float, nd: int = 4) -> float | None:
 
 
 def _tables(overall: Mapping[str, Any], per: Mapping[str, Mapping[str, Any]]) -> dict[str, list[list[Any]]]:
-    head = ["class", "golden", "batch", "tp", "mislabelled", "missing", "extra", "precision", "recall", "accuracy", "mean_iou", *(f"drift_{e}" for e in EDGES)]
+    head = [
+        "class",
+        "golden",
+        "batch",
+        "tp",
+        "mislabelled",
+        "missing",
+        "extra",
+        "precision",
+        "recall",
+        "accuracy",
+        "mean_iou",
+        *(f"drift_{e}" for e in EDGES),
+    ]
     rows: list[list[Any]] = [head]
     for name, m in [*sorted(per.items()), ("(all)", overall)]:
-        rows.append([
-            name, m["golden_objects"], m["batch_objects"], m["tp"], m["mislabelled"], m["missing"], m["extra"],
-            _r(m["precision"]), _r(m["recall"]), _r(m["accuracy"]), _r(m["mean_iou"]),
-            *(_r(m["drift"][e]["mean"]) for e in EDGES),
-        ])
+        rows.append(
+            [
+                name,
+                m["golden_objects"],
+                m["batch_objects"],
+                m["tp"],
+                m["mislabelled"],
+                m["missing"],
+                m["extra"],
+                _r(m["precision"]),
+                _r(m["recall"]),
+                _r(m["accuracy"]),
+                _r(m["mean_iou"]),
+                *(_r(m["drift"][e]["mean"]) for e in EDGES),
+            ]
+        )
     drift: list[list[Any]] = [["scope", "edge", "mean", "ci95_low", "ci95_high", "n"]]
     for name, m in [("(all)", overall), *sorted(per.items())]:
         for e in EDGES:
@@ -357,12 +423,18 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
     out: list[Finding] = []
     extra = res.batch_rows(Status.UNMATCHED)
     out += findings_for_rows(
-        batch, extra, gate="golden", rule="extra",
+        batch,
+        extra,
+        gate="golden",
+        rule="extra",
         messages=[f"extra {batch.category_name(int(i))!r}: no golden object matches it (IoU >= {thr})" for i in extra],
     )
     mis = res.batch_rows(Status.MISLABELLED)
     out += findings_for_rows(
-        batch, mis, gate="golden", rule="mislabelled",
+        batch,
+        mis,
+        gate="golden",
+        rule="mislabelled",
         messages=[
             f"labelled {batch.category_name(int(i))!r}, golden says {golden.category_name(int(res.batch_match[i]))!r} "
             f"(golden annotation {int(golden.annotations.id[res.batch_match[i]])}, IoU {res.batch_iou[i]:.2f})"
@@ -372,15 +444,28 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
     )
     miss = res.gold_rows(Status.UNMATCHED)
     out += findings_for_rows(
-        golden, miss, gate="golden", rule="missing",
-        messages=[f"missing {golden.category_name(int(i))!r}: golden annotation {int(golden.annotations.id[i])} has no match in the batch" for i in miss],
+        golden,
+        miss,
+        gate="golden",
+        rule="missing",
+        messages=[
+            f"missing {golden.category_name(int(i))!r}: golden annotation {int(golden.annotations.id[i])} has no match in the batch"
+            for i in miss
+        ],
     )
     if min_object_iou is not None:
         rows, _, ious = res.pairs()
         low = rows[ious < min_object_iou]
         out += findings_for_rows(
-            batch, low, gate="golden", rule="low_iou", severity="warning",
-            messages=[f"IoU {res.batch_iou[i]:.2f} with golden annotation {int(golden.annotations.id[res.batch_match[i]])} is below {min_object_iou}" for i in low],
+            batch,
+            low,
+            gate="golden",
+            rule="low_iou",
+            severity="warning",
+            messages=[
+                f"IoU {res.batch_iou[i]:.2f} with golden annotation {int(golden.annotations.id[res.batch_match[i]])} is below {min_object_iou}"
+                for i in low
+            ],
             values=res.batch_iou[low],
         )
     return out
@@ -397,7 +482,9 @@ def match_or_result(batch: Batch, ctx: GateContext, *, gate: str) -> GoldenMatch
         failed = gm.startswith(("golden file not found", "cannot"))
         return GateResult(gate=gate, verdict="failed" if failed else "skipped", reason=gm)
     if gm.result.images.shape[0] == 0:
-        return GateResult(gate=gate, verdict="skipped", reason=f"the batch has no image of the golden file {gm.golden_path.name}")
+        return GateResult(
+            gate=gate, verdict="skipped", reason=f"the batch has no image of the golden file {gm.golden_path.name}"
+        )
     return gm
 
 
@@ -410,7 +497,9 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     overall, per = _metrics(batch, gm)
     checks = _checks("overall", overall, sec)
     for cls, lim in sorted(dict(sec.get("per_class", {})).items()):
-        m = per.get(cls) or _scope_metrics(0, 0, 0, 0, 0, np.empty(0), drift_stats(np.empty((0, 4)), np.empty((0, 4))), mislabelled=0)
+        m = per.get(cls) or _scope_metrics(
+            0, 0, 0, 0, 0, np.empty(0), drift_stats(np.empty((0, 4)), np.empty((0, 4))), mislabelled=0
+        )
         checks += _checks(f"class:{cls}", m, lim)
     mo = sec.get("min_object_iou")
     findings = _findings(batch, gm, None if mo is None else float(mo))
@@ -422,7 +511,14 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "settings": {"iou_type": st.iou_type, "iou": st.iou, "max_dets": st.max_dets},
     }
     population = overall["tp"] + overall["mislabelled"] + overall["missing"] + overall["extra"]
-    result = GateResult.from_checks(gate="golden", population=population, checks=checks, findings=findings, metrics=metrics, tables=_tables(overall, per))
+    result = GateResult.from_checks(
+        gate="golden",
+        population=population,
+        checks=checks,
+        findings=findings,
+        metrics=metrics,
+        tables=_tables(overall, per),
+    )
     result.metrics = GateResult.to_dict(result)["metrics"]  # plain Python, nan -> None
     return result
 

@@ -65,7 +65,16 @@ def _jsonschema_findings(batch: Batch) -> list[Finding]:
     # the skeleton holds every top-level value except the streamed arrays' elements
     for err in top.iter_errors(skeleton):
         ptr = "/" + "/".join(str(p) for p in err.absolute_path)
-        out.append(Finding(gate="schema", rule="schema", message=f"{ptr}: {err.message}", file=file, line=1 if not err.absolute_path else None, pointer=ptr))
+        out.append(
+            Finding(
+                gate="schema",
+                rule="schema",
+                message=f"{ptr}: {err.message}",
+                file=file,
+                line=1 if not err.absolute_path else None,
+                pointer=ptr,
+            )
+        )
     seen: set[str] = set()
     elements = list(meta.get("flagged", [])) + list(meta.get("samples", []))
     kinds = {"images": "image", "categories": "category", "annotations": "result" if results else "annotation"}
@@ -91,7 +100,14 @@ def _jsonschema_findings(batch: Batch) -> list[Finding]:
             )
     hidden = int(meta.get("flagged_count", 0)) - len(meta.get("flagged", []))
     if hidden > 0:
-        out.append(Finding(gate="schema", rule="schema", message=f"{hidden} more elements fail the fast type checks (not itemised)", file=file))
+        out.append(
+            Finding(
+                gate="schema",
+                rule="schema",
+                message=f"{hidden} more elements fail the fast type checks (not itemised)",
+                file=file,
+            )
+        )
     return out
 
 
@@ -134,27 +150,50 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
     results = bool(batch.meta.get("results"))
     if len(ann):
         bad_img = np.flatnonzero((ann.image < 0) & (ann.image_id >= 0))
-        out += findings_for_rows(batch, bad_img, gate="schema", rule="dangling_image_id",
-                                 messages=[f"image_id {int(ann.image_id[i])} is not an image of this batch" for i in bad_img])
+        out += findings_for_rows(
+            batch,
+            bad_img,
+            gate="schema",
+            rule="dangling_image_id",
+            messages=[f"image_id {int(ann.image_id[i])} is not an image of this batch" for i in bad_img],
+        )
         bad_cat = np.flatnonzero((ann.category < 0) & (ann.category_id >= 0))
-        out += findings_for_rows(batch, bad_cat, gate="schema", rule="dangling_category_id",
-                                 messages=[f"category_id {int(ann.category_id[i])} is not a category of this batch" for i in bad_cat])
+        out += findings_for_rows(
+            batch,
+            bad_cat,
+            gate="schema",
+            rule="dangling_category_id",
+            messages=[f"category_id {int(ann.category_id[i])} is not a category of this batch" for i in bad_cat],
+        )
         if not results:
             dup = _duplicates(ann.id[ann.id >= 0])
             idx = np.flatnonzero(ann.id >= 0)[dup]
-            out += findings_for_rows(batch, idx, gate="schema", rule="duplicate_annotation_id",
-                                     messages=[f"annotation id {int(ann.id[i])} is used by an earlier annotation" for i in idx])
+            out += findings_for_rows(
+                batch,
+                idx,
+                gate="schema",
+                rule="duplicate_annotation_id",
+                messages=[f"annotation id {int(ann.id[i])} is used by an earlier annotation" for i in idx],
+            )
     if not results:
         out += _table_findings(batch, "images", _duplicates(batch.images.id), "duplicate_image_id", "image id")
-        out += _table_findings(batch, "categories", _duplicates(batch.categories.id), "duplicate_category_id", "category id")
+        out += _table_findings(
+            batch, "categories", _duplicates(batch.categories.id), "duplicate_category_id", "category id"
+        )
         names = batch.images.file_name
         if len(names):
             _, inverse = np.unique(names.astype(str), return_inverse=True)
             file = str(batch.path)
             out += [
-                Finding(gate="schema", rule="duplicate_file_name",
-                        message=f"file name {names[i]!r} is used by an earlier image (images are matched across files by name)",
-                        file=file, line=int(batch.images.line[i]) or None, pointer=f"/images/{i}", image=str(names[i]))
+                Finding(
+                    gate="schema",
+                    rule="duplicate_file_name",
+                    message=f"file name {names[i]!r} is used by an earlier image (images are matched across files by name)",
+                    file=file,
+                    line=int(batch.images.line[i]) or None,
+                    pointer=f"/images/{i}",
+                    image=str(names[i]),
+                )
                 for i in _duplicates(inverse.astype(np.int64)).tolist()
             ]
     taxonomy = rules.get("taxonomy", {})
@@ -166,10 +205,15 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
         for k in unknown_rows:
             used = int(np.count_nonzero(ann.category == k))
             out.append(
-                Finding(gate="schema", rule="unknown_class",
-                        message=f"class {batch.categories.name[k]!r} is not in the taxonomy ({used} annotations use it)",
-                        file=file, line=int(batch.categories.line[k]) or None, pointer=f"/categories/{k}",
-                        category=str(batch.categories.name[k]))
+                Finding(
+                    gate="schema",
+                    rule="unknown_class",
+                    message=f"class {batch.categories.name[k]!r} is not in the taxonomy ({used} annotations use it)",
+                    file=file,
+                    line=int(batch.categories.line[k]) or None,
+                    pointer=f"/categories/{k}",
+                    category=str(batch.categories.name[k]),
+                )
             )
     return out
 
@@ -185,9 +229,13 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "images": len(batch.images),
         "annotations": len(batch.annotations),
         "categories": len(batch.categories),
-        "elements_schema_validated": len({e.pointer for e in batch.meta.get("flagged", []) + batch.meta.get("samples", [])}),
+        "elements_schema_validated": len(
+            {e.pointer for e in batch.meta.get("flagged", []) + batch.meta.get("samples", [])}
+        ),
     }
-    return GateResult.from_checks(gate="schema", population=population, checks=checks, findings=findings, metrics=metrics)
+    return GateResult.from_checks(
+        gate="schema", population=population, checks=checks, findings=findings, metrics=metrics
+    )
 
 
 GATE = Gate(

@@ -35,17 +35,27 @@ class LoadError(ValueError):
 
 @dataclass(frozen=True, kw_only=True)
 class Format:
-    """A label format: how to recognise a file of it and how to read one."""
+    """A label format: how to recognise a batch of it and how to read one.
+
+    The reader contract: ``load(path, **options) -> Batch`` returns the columnar model
+    (build it with :class:`annogate.formats._builder.BatchBuilder` unless the format
+    needs streaming), records everything wrong in the source as
+    :class:`annogate.model.SourceProblem` in ``Batch.problems`` (never raising for a
+    bad object), and raises :class:`LoadError` only when nothing can be read.
+    ``sniff(path, head)`` decides by content: ``head`` is the file's first megabyte,
+    or ``b""`` for a folder. ``folder=True`` formats are batches made of a directory
+    (YOLO, Pascal VOC, LabelMe folders); their ``suffixes`` are those of the files
+    inside that they read.
+    """
 
     name: str
     suffixes: tuple[str, ...]
     sniff: Callable[[Path, bytes], bool]
     load: Callable[..., Batch]
+    folder: bool = False
 
 
-BUILTIN_FORMATS: tuple[Format, ...] = (
-    Format(name="coco", suffixes=(".json",), sniff=looks_like_coco, load=load_coco),
-)
+BUILTIN_FORMATS: tuple[Format, ...] = (Format(name="coco", suffixes=(".json",), sniff=looks_like_coco, load=load_coco),)
 
 
 def _formats(formats: Sequence[Format] = ()) -> tuple[Format, ...]:

@@ -147,9 +147,7 @@ class _Scanner:
         return pos, delta, depth
 
 
-def scan_json(
-    path: Path, *, big_keys: frozenset[str], chunk_elements: int = _CHUNK_ELEMENTS
-) -> Iterator[Chunk | Scan]:
+def scan_json(path: Path, *, big_keys: frozenset[str], chunk_elements: int = _CHUNK_ELEMENTS) -> Iterator[Chunk | Scan]:
     """Yield :class:`Chunk` objects for the big arrays, then one final :class:`Scan`.
 
     ``big_keys`` names the top-level keys whose array values are streamed (a root
@@ -240,7 +238,9 @@ def scan_json(
                     p = int(closes[ci])
                     pending += block[cut_from : p + 1]
                     cut_from = p + 1
-                    ch = _parse_chunk(sc, pending, pending_abs, cur_key, index, pending_lines[:chunk_elements], first_chunk, path)
+                    ch = _parse_chunk(
+                        sc, pending, pending_abs, cur_key, index, pending_lines[:chunk_elements], first_chunk, path
+                    )
                     del pending_lines[:chunk_elements]
                     index += len(ch.items)
                     first_chunk = False

@@ -80,7 +80,9 @@ class _Builder:
         if chunk.first < SAMPLE_FIRST:
             for k, item in enumerate(chunk.items[: SAMPLE_FIRST - chunk.first]):
                 i = chunk.first + k
-                self.samples.append(ElementSample(key=self.key, pointer=f"/{self.key}/{i}", line=int(chunk.lines[k]), item=item))
+                self.samples.append(
+                    ElementSample(key=self.key, pointer=f"/{self.key}/{i}", line=int(chunk.lines[k]), item=item)
+                )
 
 
 class _Images(_Builder):
@@ -136,7 +138,11 @@ class _Categories(_Builder):
     def add(self, chunk: Chunk) -> None:
         # categories are few: validate all of them against the schema
         for k, it in enumerate(chunk.items):
-            self.samples.append(ElementSample(key="categories", pointer=f"/categories/{chunk.first + k}", line=int(chunk.lines[k]), item=it))
+            self.samples.append(
+                ElementSample(
+                    key="categories", pointer=f"/categories/{chunk.first + k}", line=int(chunk.lines[k]), item=it
+                )
+            )
             d = it if type(it) is dict else {}
             i, nm = d.get("id"), d.get("name")
             self.id.append(i if type(i) is int else -1)
@@ -309,7 +315,14 @@ class _Annotations(_Builder):
         bbs: list[Any] = []
         ids, iids, cids = self.id, self.image_id, self.category_id
         areas, crowd, scores, kinds = self.area, self.iscrowd, self.score, self.seg_kind
-        rlen, rper, rles, kpc, nkp, annot = self.ring_len, self.rings_per_ann, self.rle, self.kp_count, self.num_kp, self.annotator
+        rlen, rper, rles, kpc, nkp, annot = (
+            self.ring_len,
+            self.rings_per_ann,
+            self.rle,
+            self.kp_count,
+            self.num_kp,
+            self.annotator,
+        )
         results = self.results
         for k, it in enumerate(chunk.items):
             index = chunk.first + k
@@ -361,7 +374,14 @@ class _Annotations(_Builder):
                 rper.append(0)
                 rles.append(seg)
                 size, counts = seg.get("size"), seg.get("counts")
-                ok = ok and type(size) is list and len(size) == 2 and type(size[0]) is int and type(size[1]) is int and (type(counts) is str or type(counts) is list)
+                ok = (
+                    ok
+                    and type(size) is list
+                    and len(size) == 2
+                    and type(size[0]) is int
+                    and type(size[1]) is int
+                    and (type(counts) is str or type(counts) is list)
+                )
             else:
                 kinds.append(SEG_NONE)
                 rper.append(0)

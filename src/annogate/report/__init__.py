@@ -72,9 +72,7 @@ class BatchOutcome:
 
     def findings(self, *, include_warnings: bool = True) -> list[Finding]:
         """All findings of all gates, in gate order then the gate's own order."""
-        return [
-            f for g in self.gates for f in g.findings if include_warnings or f.severity == "error"
-        ]
+        return [f for g in self.gates for f in g.findings if include_warnings or f.severity == "error"]
 
     def defects_by_gate(self) -> dict[str, int]:
         """Error-level findings per gate (gates without any are left out), in gate order."""
@@ -84,4 +82,3 @@ class BatchOutcome:
             if n:
                 c[g.gate] += n
         return dict(c)
-

@@ -123,7 +123,18 @@ def _totals(outcomes: Sequence[BatchOutcome]) -> dict[str, Any]:
     for o in outcomes:
         if o.cost is None:
             continue
-        t = by_currency.setdefault(o.cost.currency, {"direct": 0.0, "qa": 0.0, "rework": 0.0, "downstream": 0.0, "total": 0.0, "rework_low": 0.0, "rework_high": 0.0})
+        t = by_currency.setdefault(
+            o.cost.currency,
+            {
+                "direct": 0.0,
+                "qa": 0.0,
+                "rework": 0.0,
+                "downstream": 0.0,
+                "total": 0.0,
+                "rework_low": 0.0,
+                "rework_high": 0.0,
+            },
+        )
         t["direct"] += o.cost.direct
         t["qa"] += o.cost.qa
         t["rework"] += o.cost.rework

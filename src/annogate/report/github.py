@@ -101,7 +101,9 @@ def workflow_commands(
                 if c.scope == "overall" and c.metric in annotated:
                     continue
                 msg = f"{c.metric} ({c.scope}) = {format_number(c.value)}, limit {c.op} {format_number(c.limit)}"
-                out.append(annotation_command("error", msg, file=batch_file, title=f"annogate {g.gate}: threshold missed"))
+                out.append(
+                    annotation_command("error", msg, file=batch_file, title=f"annogate {g.gate}: threshold missed")
+                )
         per_file: dict[str, list[Finding]] = {}
         for f in o.findings():
             per_file.setdefault(f.file, []).append(f)
@@ -111,10 +113,21 @@ def workflow_commands(
             for f in fs[:max_per_file]:
                 level = "error" if f.severity == "error" else "warning"
                 ident = f" [id {f.annotation_id}]" if f.annotation_id is not None else ""
-                out.append(annotation_command(level, f"{f.message}{ident}", file=rel, line=f.line, title=f"annogate {f.gate}: {f.rule}"))
+                out.append(
+                    annotation_command(
+                        level, f"{f.message}{ident}", file=rel, line=f.line, title=f"annogate {f.gate}: {f.rule}"
+                    )
+                )
             if len(fs) > max_per_file:
                 rest = len(fs) - max_per_file
-                out.append(annotation_command("notice", f"{rest} more findings in this file: see the audit report and rework list", file=rel, title="annogate"))
+                out.append(
+                    annotation_command(
+                        "notice",
+                        f"{rest} more findings in this file: see the audit report and rework list",
+                        file=rel,
+                        title="annogate",
+                    )
+                )
     return out
 
 
@@ -140,7 +153,9 @@ def step_summary(outcomes: Sequence[BatchOutcome], *, top: int = 10) -> str:
         defects = ", ".join(f"{g} {n:,}" for g, n in o.defects_by_gate().items()) or "–"
         rework = f"{format_money(o.cost.rework)} {o.cost.currency}" if o.cost else "–"
         over = f"{o.cost.overhead_ratio:.1%}" if o.cost and o.cost.overhead_ratio is not None else "–"
-        lines.append(f"| `{_md(o.path)}` | {icon[o.verdict]} {o.verdict} | {o.n_annotations:,} | {_md(defects)} | {rework} | {over} |")
+        lines.append(
+            f"| `{_md(o.path)}` | {icon[o.verdict]} {o.verdict} | {o.n_annotations:,} | {_md(defects)} | {rework} | {over} |"
+        )
 
     for o in items:
         e = o.cost

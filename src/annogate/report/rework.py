@@ -134,7 +134,11 @@ def rework_items(outcomes: Sequence[BatchOutcome], *, include_warnings: bool = F
         for image, fs in groups.items():
             weights = [1.0 / per_ann[(f.file, f.annotation_id)] if f.annotation_id is not None else 1.0 for f in fs]
             est = o.cost
-            cost = None if est is None else sum(w * est.correction_cost(f.category) for f, w in zip(fs, weights, strict=True))
+            cost = (
+                None
+                if est is None
+                else sum(w * est.correction_cost(f.category) for f, w in zip(fs, weights, strict=True))
+            )
             unranked.append(
                 ReworkItem(
                     rank=0,
@@ -210,13 +214,24 @@ def rework_csv(outcomes: Sequence[BatchOutcome], *, include_warnings: bool = Fal
     return buf.getvalue()
 
 
-def write_rework(path: str | os.PathLike[str], outcomes: Sequence[BatchOutcome], *, include_warnings: bool = False) -> None:
+def write_rework(
+    path: str | os.PathLike[str], outcomes: Sequence[BatchOutcome], *, include_warnings: bool = False
+) -> None:
     """Write the rework list atomically: CSV when ``path`` ends ``.csv``, JSON when ``.json``."""
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         text = rework_csv(outcomes, include_warnings=include_warnings)
     elif suffix == ".json":
-        text = json.dumps(rework_json(outcomes, include_warnings=include_warnings), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+        text = (
+            json.dumps(
+                rework_json(outcomes, include_warnings=include_warnings),
+                indent=2,
+                sort_keys=True,
+                ensure_ascii=False,
+                allow_nan=False,
+            )
+            + "\n"
+        )
     else:
         raise ValueError(f"rework list {os.fspath(path)!r}: use a .csv or .json file name")
     atomic_write_text(path, text)

@@ -171,7 +171,9 @@ def gate_failure_lines(
     ]
     if check_rows:
         lines.append("")
-        lines.extend(table(["check", "scope", "value", "limit", "miss", "level"], check_rows, align="llrrrl", width=width))
+        lines.extend(
+            table(["check", "scope", "value", "limit", "miss", "level"], check_rows, align="llrrrl", width=width)
+        )
 
     if result.findings:
         limit = max_findings if max_findings is not None else (50 if verbosity >= 1 else 10)
@@ -260,7 +262,13 @@ def cost_lines(estimate: CostEstimate, *, width: int = 80, top: int = 5) -> list
             body = [[b.key, format_number(round(b.defects, 1)), format_money(b.amount)] for b in items[:top]]
             if len(items) > top:
                 rest = items[top:]
-                body.append([f"({len(rest)} more)", format_number(round(sum(b.defects for b in rest), 1)), format_money(sum(b.amount for b in rest))])
+                body.append(
+                    [
+                        f"({len(rest)} more)",
+                        format_number(round(sum(b.defects for b in rest), 1)),
+                        format_money(sum(b.amount for b in rest)),
+                    ]
+                )
             lines.extend(table([title, "defects", "rework"], body, align="lrr", width=width))
     if e.patterns:
         lines.append("")
