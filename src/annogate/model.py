@@ -31,13 +31,13 @@ import numpy.typing as npt
 
 __all__ = [
     "SEG_NONE",
-    "SourceProblem",
     "SEG_POLYGON",
     "SEG_RLE",
     "Annotations",
     "Batch",
     "Categories",
     "Images",
+    "SourceProblem",
 ]
 
 SEG_NONE = 0
