@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from annogate.checks import builtin_gates
-from annogate.formats import BUILTIN_FORMATS, Format
+from annogate.formats import Format, _builtin_formats
 from annogate.gates import Gate
 from annogate.hookspecs import hookimpl
 
 
 @hookimpl
 def annogate_formats() -> list[Format]:
-    return list(BUILTIN_FORMATS)
+    return list(_builtin_formats())
 
 
 @hookimpl

@@ -229,6 +229,9 @@ class Batch:
     # ``/annotations/``), or a per-row locator column (XML formats), or nothing.
     pointer_base: str | None = "/annotations/"
     row_pointers: Obj | None = None
+    # Set when the file is of a known kind that carries no instances to gate (COCO
+    # captions or panoptic): every gate skips with this reason instead of failing.
+    skip_reason: str | None = None
 
     def pointer(self, i: int) -> str | None:
         """JSON pointer (or format-specific locator) of annotation row ``i``, if any."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from annogate.formats._jsonscan import JSONError
-from annogate.formats.coco import load_coco, looks_like_coco
 from annogate.model import Batch
 
-__all__ = ["BUILTIN_FORMATS", "Format", "JSONError", "LoadError", "detect_format", "load_batch"]
+__all__ = ["BUILTIN_FORMAT_MODULES", "Format", "JSONError", "LoadError", "detect_format", "load_batch"]
 
 SNIFF_BYTES = 1 << 20
 
@@ -55,12 +55,17 @@ class Format:
     folder: bool = False
 
 
-BUILTIN_FORMATS: tuple[Format, ...] = (Format(name="coco", suffixes=(".json",), sniff=looks_like_coco, load=load_coco),)
+# One module per format, each exposing ``FORMAT``; detection tries them in this order.
+BUILTIN_FORMAT_MODULES: tuple[str, ...] = ("coco",)
+
+
+def _builtin_formats() -> tuple[Format, ...]:
+    return tuple(import_module(f"annogate.formats.{m}").FORMAT for m in BUILTIN_FORMAT_MODULES)
 
 
 def _formats(formats: Sequence[Format] = ()) -> tuple[Format, ...]:
     """The formats to consider: those given (plugins included), else the built-in ones."""
-    return tuple(formats) or BUILTIN_FORMATS
+    return tuple(formats) or _builtin_formats()
 
 
 def detect_format(path: Path, *, formats: Sequence[Format] = ()) -> Format | None:

@@ -28,7 +28,7 @@ from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE, Annotations, Batch, C
 
 __all__ = ["FORMAT", "ElementSample", "load_coco", "looks_like_coco"]
 
-FORMAT = "coco"
+FORMAT_NAME = "coco"
 BIG_KEYS = frozenset({"images", "annotations", "categories"})
 SAMPLE_FIRST = 200  # elements per array always validated against the JSON Schema
 MAX_FLAGGED = 5000  # elements kept for schema messages; beyond that only counted
@@ -578,7 +578,7 @@ def load_coco(
     }
     return Batch(
         path=path,
-        format=FORMAT,
+        format=FORMAT_NAME,
         images=images,
         categories=categories,
         annotations=ann,
@@ -604,3 +604,12 @@ def _replace(ann: Annotations, **changes: Any) -> Annotations:
 
 # Re-exported for callers that catch syntax errors of this format.
 COCOSyntaxError = JSONError
+
+
+def _format() -> Any:
+    from annogate.formats import Format
+
+    return Format(name=FORMAT_NAME, suffixes=(".json",), sniff=looks_like_coco, load=load_coco)
+
+
+FORMAT = _format()
