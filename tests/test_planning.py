@@ -113,9 +113,9 @@ def test_objects_to_decide() -> None:
     extra = objects_to_decide(3, 50, 0.10)
     assert extra is not None and extra > 0
     total = 50 + extra
-    lo, hi = wilson(round(0.06 * total), total)
+    _lo, hi = wilson(round(0.06 * total), total)
     assert hi < 0.10
-    lo, hi = wilson(round(0.06 * (total - 1)), total - 1)
+    _lo, hi = wilson(round(0.06 * (total - 1)), total - 1)
     assert hi >= 0.10
     assert objects_to_decide(0, 1000, 0.05) == 0
     assert objects_to_decide(5, 100, 0.05) is None
