@@ -37,11 +37,13 @@ are not followed; sizes and counts are capped.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,7 @@ class _Walk:
             return
         try:
             with os.scandir(top) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(islice(it, MAX_WALK_ENTRIES - self.entries + 1), key=lambda e: e.name)
         except OSError:
             return
         for e in entries:
@@ -138,6 +140,15 @@ def _strip_data(ref: str) -> str | None:
     return None
 
 
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool))
+
+
+def _brief(v: Any) -> str:
+    """A YAML value for a message, never expanding a nested (possibly alias-bombed) structure."""
+    return repr(str(v)[:200]) if _scalar(v) or v is None else f"a {type(v).__name__}"
+
+
 # -- configuration ----------------------------------------------------------------------
 
 
@@ -172,6 +183,8 @@ class _Reader:
         self.b = BatchBuilder(path=path, format=FORMAT_NAME)
         self.walk = _Walk()
         self.read_files: list[Path] = []
+        self.root = path if path.is_dir() else path.parent
+        self.last_outside = False
         self._sizes: dict[Path, tuple[float, float] | str] = {}
 
     # problems ------------------------------------------------------------------------
@@ -206,8 +219,9 @@ class _Reader:
             return yamls[0]
         return None
 
-    def read_text(self, path: Path, *, cap: int = MAX_CONFIG_BYTES) -> str | None:
+    def read_text(self, path: Path, *, cap: int | None = None) -> str | None:
         """A small text file (config, names, image list) decoded, or None with a problem."""
+        cap = MAX_CONFIG_BYTES if cap is None else cap
         try:
             data = _read_capped(path, cap)
         except OSError as e:
@@ -268,6 +282,7 @@ class _Reader:
 
     def resolve(self, ref: str, bases: Sequence[Path], lay: _Layout, *, src: Path, line: int | None) -> Path | None:
         """A path named by the dataset, tried against each base, confined to the batch folder."""
+        self.last_outside = False
         refs = [ref]
         stripped = _strip_data(ref)
         if stripped is not None:
@@ -283,7 +298,10 @@ class _Reader:
                     continue
                 return p
         if outside is not None:
-            self.problem("outside_dataset", f"{ref!r} lies outside the dataset folder; not read", file=src, line=line)
+            self.problem(
+                "outside_dataset", f"{ref[:200]!r} lies outside the dataset folder; not read", file=src, line=line
+            )
+            self.last_outside = True
         return None
 
     def read_yaml(self, lay: _Layout, config: Path) -> None:
@@ -300,7 +318,9 @@ class _Reader:
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = None if mark is None else int(mark.line) + 1
-            raise LoadError(f"invalid YAML: {getattr(e, 'problem', None) or e}", path=config, line=line) from None
+            column = None if mark is None else int(mark.column) + 1
+            msg = f"invalid YAML: {getattr(e, 'problem', None) or e}"
+            raise LoadError(msg, path=config, line=line, column=column) from None
         except RecursionError:
             raise LoadError("invalid YAML: nested too deeply", path=config) from None
         if not isinstance(doc, dict):
@@ -317,7 +337,7 @@ class _Reader:
             else:
                 self.problem(
                     "outside_dataset",
-                    f"path: {str(p)[:200]!r} is not a folder inside the dataset; reading from the yaml's folder",
+                    f"path: {_brief(p)} is not a folder inside the dataset; reading from the yaml's folder",
                     file=config,
                     severity="warning",
                 )
@@ -336,11 +356,11 @@ class _Reader:
             ):
                 lay.kpt_shape = (ks[0], ks[1])
             else:
-                self.problem("kpt_shape", f"kpt_shape must be [K, 2] or [K, 3]; got {str(ks)[:100]}", file=config)
+                self.problem("kpt_shape", f"kpt_shape must be [K, 2] or [K, 3]; got {_brief(ks)}", file=config)
         kn = doc.get("kpt_names")
         if isinstance(kn, dict) and lay.kpt_shape is not None:
             for k, v in list(kn.items())[:MAX_CLASSES]:
-                if type(k) is int and isinstance(v, list) and len(v) == lay.kpt_shape[0]:
+                if type(k) is int and isinstance(v, list) and len(v) == lay.kpt_shape[0] and all(_scalar(x) for x in v):
                     lay.kpt_names[k] = [str(x) for x in v]
         t = doc.get("task")
         if isinstance(t, str) and t in TASKS:
@@ -363,19 +383,26 @@ class _Reader:
             if len(names) > MAX_CLASSES:
                 self.problem("names", f"more than {MAX_CLASSES} class names; not read", file=config)
                 return None
-            return [str(n) for n in names]
+            out = []
+            for i, n in enumerate(names):
+                if not _scalar(n):
+                    self.problem("names", f"class {i} name is a {type(n).__name__}, not a string", file=config)
+                out.append(str(n) if _scalar(n) else str(i))
+            return out
         if isinstance(names, dict):
             idx: dict[int, str] = {}
             for k, v in list(names.items())[: MAX_CLASSES + 1]:
                 try:
                     i = int(k)
                 except (TypeError, ValueError):
-                    self.problem("names", f"names key {str(k)[:50]!r} is not a class index", file=config)
+                    self.problem("names", f"names key {_brief(k)} is not a class index", file=config)
                     continue
                 if not 0 <= i < MAX_CLASSES:
                     self.problem("names", f"names key {i} is out of range", file=config)
                     continue
-                idx[i] = str(v)
+                if not _scalar(v):
+                    self.problem("names", f"class {i} name is a {type(v).__name__}, not a string", file=config)
+                idx[i] = str(v) if _scalar(v) else str(i)
             if not idx:
                 return []
             out = []
@@ -432,11 +459,17 @@ class _Reader:
                 ref, line = kv[key]
                 lay.splits.append((ref, config, line))
 
+    def allowed(self, path: Path) -> bool:
+        """Whether the reader may open ``path``: inside the dataset folder (or ``images_dir``), symlinks resolved."""
+        return _inside(path, self.root) or (self.images_dir is not None and _inside(path, self.images_dir))
+
     # images ---------------------------------------------------------------------------
     def size_of(self, path: Path | None) -> tuple[float, float] | str:
         """(width, height) as displayed, or the reason there is none."""
         if path is None:
             return "image not found"
+        if not self.allowed(path):
+            return "image lies outside the dataset folder (a symlink?); not read"
         got = self._sizes.get(path)
         if got is None:
             try:
@@ -513,6 +546,7 @@ def load_yolo(
         config = r.find_config(root)
     else:
         raise LoadError("not a YOLO dataset: expected a folder, a data.yaml, an obj.data or a label .txt", path=path)
+    r.root = root
     lay = r.layout(root, config)
     items, classification = _collect(r, lay, only)
     if classification is not None:
@@ -621,6 +655,8 @@ def _split_images(
     """The images one ``train``/``val``/``test`` entry names, and the label folders beside them."""
     p = r.resolve(ref, [lay.data_root, lay.root], lay, src=src, line=line or None)
     if p is None:
+        if r.last_outside:
+            return
         r.problem("missing_split", f"{ref[:200]!r} not found", file=src, line=line or None, severity="warning")
         return
     if p.is_dir():
@@ -753,7 +789,9 @@ def _classification_batch(r: _Reader, lay: _Layout, classes: dict[str, list[Path
                 size_wh = size
             r.b.add_image(name, width=size_wh[0], height=size_wh[1])
             image_class[name] = cls
-    batch = r.b.build(sha256="", pointer_base=None)
+    # the labels are the folder names: the digest covers every (image path, class) pair
+    digest = hashlib.sha256("".join(f"{n}\0{c}\n" for n, c in sorted(image_class.items())).encode()).hexdigest()
+    batch = r.b.build(sha256=digest, pointer_base=None)
     from dataclasses import replace
 
     return replace(
@@ -774,6 +812,9 @@ class _Row:
 
 
 def _parse(r: _Reader, label: Path) -> list[_Row] | None:
+    if not r.allowed(label):
+        r.problem("outside_dataset", "label file lies outside the dataset folder (a symlink?); not read", file=label)
+        return None
     try:
         data = _read_capped(label, MAX_LABEL_BYTES)
     except OSError as e:
@@ -882,6 +923,8 @@ def _convert(r: _Reader, lay: _Layout, items: list[_Item]) -> None:
         for row in rows or ()
     )
     for it, rows in parsed:
+        if rows is None and it.image is None:
+            continue  # the label file was not read (its problem says why) and has no image: nothing to add
         size = r.size_of(it.image)
         if isinstance(size, str):
             if r.image_size is not None:
@@ -1058,8 +1101,9 @@ def _folder_is_yolo(root: Path) -> bool:
     if (root / "obj.names").is_file() and any(p.is_dir() and p.name.startswith("obj_") for p in children):
         return True
     # classification: train/val/test folders holding class folders of images, nothing else
-    splits = [p for p in children if p.is_dir() and p.name in ("train", "val", "valid", "test")]
-    if not splits or len(splits) != len([p for p in children if not p.name.startswith(".")]):
+    dirs = [p for p in children if p.is_dir() and not p.name.startswith(".")]
+    splits = [p for p in dirs if p.name in ("train", "val", "valid", "test")]
+    if not splits or len(splits) != len(dirs):
         return False
     for s in splits:
         classes = [c for c in sorted(s.iterdir())[:50]]
