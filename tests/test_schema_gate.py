@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,17 @@ def test_real_coco_val2014_passes_schema(thirdparty: Path) -> None:
     result = Engine().run_gate(path, "schema")
     assert result.verdict == "passed", [f.message for f in result.findings[:5]]
     assert result.metrics["annotations"] == 839
+
+
+@pytest.mark.parametrize("key", ["categories", "images", "annotations", "info"])
+def test_duplicate_top_level_key_fails(engine: Engine, tmp_path: Path, key: str) -> None:
+    """A JSON parser keeps the last of two equal keys: the first array would be judged by nobody."""
+    doc = json.loads((DATA / "valid" / "coco" / "minimal.json").read_text())
+    body = json.dumps(doc)[1:-1]
+    spelt = key.replace("a", "\\u0061", 1)
+    p = tmp_path / "b.json"
+    p.write_text("{" + body + f', "{spelt}": ' + json.dumps(doc.get(key, {})) + "}")
+    result = engine.run_gate(p, "schema")
+    assert result.verdict == "failed"
+    (f,) = [f for f in result.findings if f.rule == "duplicate_key"]
+    assert f.pointer == f"/{key}" and key in f.message

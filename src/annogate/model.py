@@ -64,6 +64,10 @@ class Images:
     width: F64
     height: F64
     line: I32
+    # False where the source id is not an exact 64-bit integer (missing, 1.0, 2**70):
+    # such a row is never joined and never a duplicate; the reader reports it as a
+    # source problem. None: every id is valid.
+    id_valid: B | None = None
 
     def __len__(self) -> int:
         return int(self.id.shape[0])
@@ -95,6 +99,8 @@ class Categories:
     # per class: 0-based keypoint index pairs joined by an edge (COCO ``skeleton`` is
     # 1-based in the file; readers convert). Empty when no class has one.
     skeleton: tuple[tuple[tuple[int, int], ...], ...] = ()
+    # as Images.id_valid
+    id_valid: B | None = None
 
     def __len__(self) -> int:
         return int(self.id.shape[0])
@@ -143,6 +149,13 @@ class Annotations:
     # difficult, truncated, z_order, free attributes) or None.
     rotation: F64 | None = None
     attributes: Obj | None = None
+    # Which ids the source states exactly (see Images.id_valid). ``image_id_valid`` /
+    # ``category_id_valid``: True where the row names an image / class by an exact id,
+    # so an unresolved one dangles whatever its value (-5 included). None (formats that
+    # join by name): a reference is made wherever the id column is >= 0.
+    id_valid: B | None = None
+    image_id_valid: B | None = None
+    category_id_valid: B | None = None
 
     def __len__(self) -> int:
         return int(self.id.shape[0])
@@ -223,7 +236,7 @@ class Batch:
     files: tuple[str, ...]
     annotators: tuple[str, ...] = ()
     sha256: str = ""
-    problems: list[Any] = field(default_factory=list)
+    problems: list[SourceProblem] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     # How to point at annotation row i in the source: ``pointer_base + str(i)`` (COCO's
     # ``/annotations/``), or a per-row locator column (XML formats), or nothing.
@@ -232,6 +245,10 @@ class Batch:
     # Set when the file is of a known kind that carries no instances to gate (COCO
     # captions or panoptic): every gate skips with this reason instead of failing.
     skip_reason: str | None = None
+    # The rows are model predictions (a COCO results list): their ids are not keys,
+    # and images/categories come from another file when one was given (empty tables
+    # otherwise, in which case references cannot be checked here).
+    predictions: bool = False
 
     def pointer(self, i: int) -> str | None:
         """JSON pointer (or format-specific locator) of annotation row ``i``, if any."""

@@ -1,34 +1,29 @@
-"""Gate 1, schema: the file against its JSON Schema, plus referential integrity.
+"""Gate 1, schema: what the reader saw wrong in the source, plus referential integrity.
 
-The JSON Schema (``annogate/schemas/coco.schema.json``) is the authority on what a
-valid element is. Running jsonschema on a million annotations would take a minute,
-so the reader applies exact cheap type checks to every element and keeps for this
-gate the elements that failed them plus the first elements of each array; only
-those go through jsonschema, whose message and pointer are quoted as they are.
-
-Referential integrity is computed on the columns, vectorised: dangling
-``image_id`` / ``category_id``, duplicate ids, duplicate image file names (the
-cross-file join key) and classes the rules' taxonomy does not define.
+Format-neutral. Each reader validates its own syntax (COCO runs its shipped JSON
+Schema on the elements its fast type checks flagged, quoting jsonschema's message
+and pointer) and hands over :class:`~annogate.model.SourceProblem` records; this
+gate turns each into a finding. Referential integrity is computed here, on the
+columns, vectorised: dangling image / category references, duplicate ids,
+duplicate image file names (the cross-file join key) and classes the rules'
+taxonomy does not define. Ids the reader marked inexact (``id_valid`` False) take
+no part: they are already source problems.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import jsonschema
 import numpy as np
 import numpy.typing as npt
 
-from annogate.findings import Finding, GateResult, findings_for_rows
+from annogate.findings import Finding, GateResult, Severity, findings_for_rows
 from annogate.gates import Gate, GateContext
-from annogate.model import Batch
+from annogate.model import Batch, SourceProblem
 from annogate.thresholds import THRESHOLDS_SCHEMA, apply_severity, error_type_checks
 
-__all__ = ["GATE", "RULES_SCHEMA", "run"]
+__all__ = ["GATE", "RULES_SCHEMA", "integrity_findings", "problem_findings", "run"]
 
 RULES_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -37,93 +32,44 @@ RULES_SCHEMA: dict[str, Any] = {
 }
 
 
-@cache
-def format_schema(name: str) -> dict[str, Any]:
-    """The shipped JSON Schema of a format (``schemas/<name>.schema.json``)."""
-    text = resources.files("annogate").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
-
-
-@cache
-def _validator(name: str, ref: str | None) -> jsonschema.protocols.Validator:
-    root = format_schema(name)
-    schema = root if ref is None else {**root, "$ref": f"#/$defs/{ref}"}
-    if ref is not None:
-        schema = {k: v for k, v in schema.items() if k in ("$schema", "$id", "$defs", "$ref")}
-    cls = jsonschema.validators.validator_for(root)
-    return cls(schema)
-
-
-def _jsonschema_findings(batch: Batch) -> list[Finding]:
-    meta = batch.meta
-    out: list[Finding] = []
+def problem_findings(batch: Batch, problems: list[SourceProblem]) -> list[Finding]:
+    """One schema finding per source problem, in the batch's file unless the problem names one."""
     file = str(batch.path)
-    skeleton = meta.get("skeleton")
-    results = bool(meta.get("results"))
-    top = _validator(batch.format, "results_file" if results else None)
-    # the skeleton holds every top-level value except the streamed arrays' elements
-    for err in top.iter_errors(skeleton):
-        ptr = "/" + "/".join(str(p) for p in err.absolute_path)
+    out: list[Finding] = []
+    for p in problems:
+        sev: Severity = "warning" if p.severity == "warning" else "error"
         out.append(
             Finding(
                 gate="schema",
-                rule="schema",
-                message=f"{ptr}: {err.message}",
-                file=file,
-                line=1 if not err.absolute_path else None,
-                pointer=ptr,
-            )
-        )
-    seen: set[str] = set()
-    elements = list(meta.get("flagged", [])) + list(meta.get("samples", []))
-    kinds = {"images": "image", "categories": "category", "annotations": "result" if results else "annotation"}
-    for el in elements:
-        if el.pointer in seen:
-            continue
-        seen.add(el.pointer)
-        v = _validator(batch.format, kinds[el.key])
-        errs = sorted(v.iter_errors(el.item), key=lambda e: list(e.absolute_path))
-        for err in errs[:3]:
-            ptr = el.pointer + "".join(f"/{p}" for p in err.absolute_path)
-            ann_id = el.item.get("id") if isinstance(el.item, dict) and el.key == "annotations" else None
-            out.append(
-                Finding(
-                    gate="schema",
-                    rule="schema",
-                    message=f"{ptr}: {_short(err.message)}",
-                    file=file,
-                    line=el.line or None,
-                    pointer=ptr,
-                    annotation_id=ann_id if type(ann_id) is int else None,
-                )
-            )
-    hidden = int(meta.get("flagged_count", 0)) - len(meta.get("flagged", []))
-    if hidden > 0:
-        out.append(
-            Finding(
-                gate="schema",
-                rule="schema",
-                message=f"{hidden} more elements fail the fast type checks (not itemised)",
-                file=file,
+                rule=p.rule,
+                message=p.message,
+                file=p.file if p.file is not None else file,
+                line=p.line,
+                pointer=p.pointer,
+                annotation_id=p.annotation_id,
+                image=p.image,
+                category=p.category,
+                severity=sev,
             )
         )
     return out
 
 
-def _short(msg: str, limit: int = 160) -> str:
-    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+def _refs(ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_]:
+    """Rows that make a reference: exact ids where the reader says so, else ids >= 0."""
+    return valid if valid is not None else ids >= 0
 
 
-def _duplicates(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Rows whose id occurred earlier (first occurrence is not reported)."""
-    if ids.size == 0:
+def _duplicates(ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
+    """Rows whose id occurred earlier (first occurrence is not reported); inexact ids skipped."""
+    rows = np.arange(ids.size) if valid is None else np.flatnonzero(valid)
+    if rows.size == 0:
         return np.empty(0, np.int64)
-    order = np.argsort(ids, kind="stable")
+    order = rows[np.argsort(ids[rows], kind="stable")]
     s = ids[order]
-    dup = np.zeros(ids.size, bool)
+    dup = np.zeros(order.size, bool)
     dup[1:] = s[1:] == s[:-1]
-    return np.sort(order[dup])
+    return np.sort(order[dup]).astype(np.int64)
 
 
 def _table_findings(batch: Batch, key: str, rows: npt.NDArray[np.int64], rule: str, what: str) -> list[Finding]:
@@ -147,9 +93,10 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
     """Dangling references, duplicate ids and names, classes outside the taxonomy."""
     ann = batch.annotations
     out: list[Finding] = []
-    results = bool(batch.meta.get("results"))
-    if len(ann):
-        bad_img = np.flatnonzero((ann.image < 0) & (ann.image_id >= 0))
+    # a predictions list read without its ground truth has no tables to check against
+    own_tables = not batch.predictions or len(batch.images) > 0
+    if len(ann) and own_tables:
+        bad_img = np.flatnonzero((ann.image < 0) & _refs(ann.image_id, ann.image_id_valid))
         out += findings_for_rows(
             batch,
             bad_img,
@@ -157,7 +104,7 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
             rule="dangling_image_id",
             messages=[f"image_id {int(ann.image_id[i])} is not an image of this batch" for i in bad_img],
         )
-        bad_cat = np.flatnonzero((ann.category < 0) & (ann.category_id >= 0))
+        bad_cat = np.flatnonzero((ann.category < 0) & _refs(ann.category_id, ann.category_id_valid))
         out += findings_for_rows(
             batch,
             bad_cat,
@@ -165,20 +112,25 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
             rule="dangling_category_id",
             messages=[f"category_id {int(ann.category_id[i])} is not a category of this batch" for i in bad_cat],
         )
-        if not results:
-            dup = _duplicates(ann.id[ann.id >= 0])
-            idx = np.flatnonzero(ann.id >= 0)[dup]
-            out += findings_for_rows(
-                batch,
-                idx,
-                gate="schema",
-                rule="duplicate_annotation_id",
-                messages=[f"annotation id {int(ann.id[i])} is used by an earlier annotation" for i in idx],
-            )
-    if not results:
-        out += _table_findings(batch, "images", _duplicates(batch.images.id), "duplicate_image_id", "image id")
+    if len(ann) and not batch.predictions:
+        idx = _duplicates(ann.id, ann.id_valid)
+        out += findings_for_rows(
+            batch,
+            idx,
+            gate="schema",
+            rule="duplicate_annotation_id",
+            messages=[f"annotation id {int(ann.id[i])} is used by an earlier annotation" for i in idx],
+        )
+    if not batch.predictions:
         out += _table_findings(
-            batch, "categories", _duplicates(batch.categories.id), "duplicate_category_id", "category id"
+            batch, "images", _duplicates(batch.images.id, batch.images.id_valid), "duplicate_image_id", "image id"
+        )
+        out += _table_findings(
+            batch,
+            "categories",
+            _duplicates(batch.categories.id, batch.categories.id_valid),
+            "duplicate_category_id",
+            "category id",
         )
         names = batch.images.file_name
         if len(names):
@@ -221,7 +173,7 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
 def run(batch: Batch, ctx: GateContext) -> GateResult:
     """Validate the batch's structure; fails on any schema or integrity error by default."""
     cfg = ctx.section.get("thresholds", {})
-    findings = [*_jsonschema_findings(batch), *batch.problems, *integrity_findings(batch, ctx.rules)]
+    findings = [*problem_findings(batch, batch.problems), *integrity_findings(batch, ctx.rules)]
     findings = apply_severity(findings, cfg)
     population = len(batch.annotations) + len(batch.images) + len(batch.categories)
     checks = error_type_checks(findings=findings, population=population, cfg=cfg)
@@ -229,9 +181,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "images": len(batch.images),
         "annotations": len(batch.annotations),
         "categories": len(batch.categories),
-        "elements_schema_validated": len(
-            {e.pointer for e in batch.meta.get("flagged", []) + batch.meta.get("samples", [])}
-        ),
+        "source_problems": len(batch.problems),
     }
     return GateResult.from_checks(
         gate="schema", population=population, checks=checks, findings=findings, metrics=metrics
@@ -242,6 +192,6 @@ GATE = Gate(
     name="schema",
     run=run,
     rules_schema=RULES_SCHEMA,
-    description="JSON Schema of the format plus referential integrity (ids, names, taxonomy).",
+    description="What the reader found wrong in the source, plus referential integrity (ids, names, taxonomy).",
     order=10,
 )

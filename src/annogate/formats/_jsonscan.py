@@ -17,7 +17,7 @@ the 1-based line and column, so callers can report it like a parser would.
 from __future__ import annotations
 
 import hashlib
-import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +37,12 @@ _LUT[ord("{")] = 1
 _LUT[ord("[")] = 1
 _LUT[ord("}")] = -1
 _LUT[ord("]")] = -1
-_KEY_RE = re.compile(rb'"((?:[^"\\]|\\.)*)"\s*:\s*$', re.S)
 _WS = b" \t\r\n"
+_ISWS = np.zeros(256, bool)
+_ISWS[list(_WS)] = True
+# Non-whitespace bytes remembered before a value, to read its key: enough for any
+# streamed key even with every character written as a \uXXXX escape.
+_KEY_TAIL = 160
 
 
 class JSONError(ValueError):
@@ -76,6 +80,8 @@ class Scan:
     sha256: str = ""
     size: int = 0
     counts: dict[str | None, int] = field(default_factory=dict)
+    # top-level keys written more than once (a JSON parser keeps only the last value)
+    duplicate_keys: tuple[str, ...] = ()
 
 
 def _line_col(path: Path, offset: int) -> tuple[int, int]:
@@ -85,6 +91,122 @@ def _line_col(path: Path, offset: int) -> tuple[int, int]:
     line = prefix.count(b"\n") + 1
     col = offset - (prefix.rfind(b"\n") + 1) + 1
     return line, col
+
+
+def _unescaped_quotes(arr: npt.NDArray[np.uint8], carry_bs: int = 0) -> npt.NDArray[np.int64]:
+    """Positions of the quotes in ``arr`` that are not escaped by a backslash.
+
+    ``carry_bs`` is the number of backslashes that ended the previous block. A quote
+    is escaped when preceded by an odd run of backslashes: rare in label files, so
+    those few quotes are resolved in Python.
+    """
+    quotes = np.flatnonzero(arr == 34)
+    if quotes.size:
+        suspicious = np.flatnonzero(arr[np.maximum(quotes - 1, 0)] == 92)
+        keep = np.ones(quotes.size, bool)
+        for k in suspicious.tolist():
+            j = int(quotes[k]) - 1
+            run = 0
+            while j >= 0 and arr[j] == 92:
+                run += 1
+                j -= 1
+            if j < 0:
+                run += carry_bs
+            keep[k] = run % 2 == 0
+        if quotes[0] == 0 and carry_bs % 2 == 1:
+            keep[0] = False
+        quotes = quotes[keep]
+    return quotes
+
+
+def _nonws_before(arr: npt.NDArray[np.uint8], end: int, k: int) -> npt.NDArray[np.int64]:
+    """Positions of the last ``k`` non-whitespace bytes of ``arr[:end]`` (fewer at the start).
+
+    Searches backwards in growing windows, so a value preceded by megabytes of
+    whitespace costs one pass over that whitespace, and the usual case a few bytes.
+    """
+    w = 4 * k
+    while True:
+        lo = max(0, end - w)
+        idx = np.flatnonzero(~_ISWS[arr[lo:end]]) + lo
+        if idx.size >= k or lo == 0:
+            return idx[-k:].astype(np.int64)
+        w *= 4
+
+
+def _key_from_tail(pos: npt.NDArray[np.int64], tail: bytes) -> str | None:
+    """The decoded object key that ``tail`` ends with (``"key" :``), or None.
+
+    ``tail`` holds the last non-whitespace bytes before a value and ``pos`` their
+    absolute offsets, so whitespace of any length between key, colon and value is
+    skipped and escapes (``"annot\\u0061tions"``) are decoded by the JSON parser: a
+    key is compared as JSON means it, never as spelt. A key with raw whitespace inside
+    or longer than the tail is returned as None (no streamed key is like that).
+    """
+    n = len(tail)
+    if n < 3 or tail[-1] != 58 or tail[-2] != 34:  # ':' and the closing quote
+        return None
+    close = n - 2
+    j = close - 1
+    while j >= 0:
+        if tail[j] == 34:
+            run, t = 0, j - 1
+            while t >= 0 and tail[t] == 92 and pos[t] == pos[t + 1] - 1:
+                run += 1
+                t -= 1
+            if t < 0:
+                return None  # cannot tell whether this quote is escaped
+            if run % 2 == 0:
+                break
+        j -= 1
+    else:
+        return None
+    if int(pos[close]) - int(pos[j]) != close - j:
+        return None
+    try:
+        key = orjson.loads(tail[j : close + 1])
+    except orjson.JSONDecodeError:
+        return None
+    return key if isinstance(key, str) else None
+
+
+def top_level_keys(buf: bytes) -> list[tuple[str, int]]:
+    """The root object's keys, decoded, each with the first byte of its value.
+
+    Vectorised over ``buf`` (the skeleton of a streamed file, or a file's first
+    megabyte); a root that is not an object has no keys. Used to find duplicate
+    top-level keys (a JSON parser silently keeps the last one) and to recognise a
+    format by content. Keys of nested objects do not count.
+    """
+    buf = buf[3:] if buf.startswith(b"\xef\xbb\xbf") else buf
+    arr = np.frombuffer(buf, np.uint8)
+    nw = np.flatnonzero(~_ISWS[arr])
+    if nw.size == 0 or arr[nw[0]] != ord("{"):
+        return []
+    quotes = _unescaped_quotes(arr)
+    quotes = quotes[: quotes.size - quotes.size % 2]
+    opens, closes = quotes[0::2], quotes[1::2]
+    lut = _LUT[arr]
+    pos = np.flatnonzero(lut)
+    pos = pos[(np.searchsorted(quotes, pos) & 1) == 0]
+    depth = np.cumsum(lut[pos].astype(np.int64))
+    k = np.searchsorted(pos, opens)
+    d = np.where(k > 0, depth[np.maximum(k - 1, 0)], 0)
+    sel = d == 1
+    opens, closes = opens[sel], closes[sel]
+    j = np.searchsorted(nw, closes + 1)
+    has_next = j < nw.size
+    opens, closes, j = opens[has_next], closes[has_next], j[has_next]
+    is_key = arr[nw[j]] == 58
+    out: list[tuple[str, int]] = []
+    for o, c, jj in zip(opens[is_key].tolist(), closes[is_key].tolist(), j[is_key].tolist(), strict=True):
+        try:
+            key = orjson.loads(buf[o : c + 1])
+        except orjson.JSONDecodeError:
+            continue
+        nxt = int(arr[nw[jj + 1]]) if jj + 1 < nw.size else -1
+        out.append((str(key), nxt))
+    return out
 
 
 class _Scanner:
@@ -98,6 +220,27 @@ class _Scanner:
         self.lines_before = 0  # newlines before the current block
         self.root_is_array: bool | None = None
         self.late_error: tuple[str, int] | None = None
+        # the last non-whitespace bytes of earlier blocks, with their absolute offsets
+        self.tail_pos = np.empty(0, np.int64)
+        self.tail = b""
+
+    def key_at(self, arr: npt.NDArray[np.uint8], p: int, base: int) -> str | None:
+        """The decoded key of the value opening at block position ``p``, wherever it starts."""
+        idx = _nonws_before(arr, p, _KEY_TAIL)
+        pos, tail = idx + base, arr[idx].tobytes()
+        if idx.size < _KEY_TAIL and self.tail:
+            pos = np.concatenate([self.tail_pos, pos])[-_KEY_TAIL:]
+            tail = (self.tail + tail)[-_KEY_TAIL:]
+        return _key_from_tail(pos, tail)
+
+    def carry_tail(self, arr: npt.NDArray[np.uint8], base: int) -> None:
+        """Remember the block's last non-whitespace bytes for keys read in the next block."""
+        idx = _nonws_before(arr, arr.size, _KEY_TAIL)
+        if idx.size >= _KEY_TAIL:
+            self.tail_pos, self.tail = idx + base, arr[idx].tobytes()
+        elif idx.size:
+            self.tail_pos = np.concatenate([self.tail_pos, idx + base])[-_KEY_TAIL:]
+            self.tail = (self.tail + arr[idx].tobytes())[-_KEY_TAIL:]
 
     def error(self, msg: str, offset: int) -> JSONError:
         line, col = _line_col(self.path, offset)
@@ -107,24 +250,7 @@ class _Scanner:
         self, arr: npt.NDArray[np.uint8], base: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Positions (block-relative), deltas and depths-after of brackets outside strings."""
-        quotes = np.flatnonzero(arr == 34)
-        if quotes.size:
-            # A quote is escaped when preceded by an odd run of backslashes. Rare in
-            # label files, so resolve those few quotes in Python.
-            suspicious = np.flatnonzero(arr[np.maximum(quotes - 1, 0)] == 92)
-            keep = np.ones(quotes.size, bool)
-            for k in suspicious.tolist():
-                j = int(quotes[k]) - 1
-                run = 0
-                while j >= 0 and arr[j] == 92:
-                    run += 1
-                    j -= 1
-                if j < 0:
-                    run += self.trailing_bs
-                keep[k] = run % 2 == 0
-            if quotes[0] == 0 and self.trailing_bs % 2 == 1:
-                keep[0] = False
-            quotes = quotes[keep]
+        quotes = _unescaped_quotes(arr, self.trailing_bs)
         lut = _LUT[arr]
         pos = np.flatnonzero(lut)
         before = np.searchsorted(quotes, pos)
@@ -207,12 +333,10 @@ def scan_json(path: Path, *, big_keys: frozenset[str], chunk_elements: int = _CH
                     k = jj + 1
                     key: str | None = None
                     if not sc.root_is_array:
-                        look = bytes(block[max(0, p - 512) : p])
-                        if p < 512 and skeleton_parts:
-                            look = (b"".join(skeleton_parts)[-512:] + block[skel_from:p])[-512:]
-                        m = _KEY_RE.search(look)
-                        key = m.group(1).decode("utf-8", "replace") if m else None
-                        if key not in sc.big_keys or block[p : p + 1] != b"[":
+                        if block[p : p + 1] != b"[":
+                            continue
+                        key = sc.key_at(arr, p, offset)
+                        if key not in sc.big_keys:
                             continue
                     in_big, cur_key, big_depth = True, key, entry_depth
                     skeleton_parts.append(block[skel_from : p + 1])
@@ -269,6 +393,7 @@ def scan_json(path: Path, *, big_keys: frozenset[str], chunk_elements: int = _CH
                 pending += block[cut_from:]
             else:
                 skeleton_parts.append(block[skel_from:])
+            sc.carry_tail(arr, offset)
             sc.lines_before += int(nl.size)
             offset += len(block)
         size = offset
@@ -294,7 +419,9 @@ def scan_json(path: Path, *, big_keys: frozenset[str], chunk_elements: int = _CH
             except UnicodeDecodeError as e3:
                 raise JSONError(f"invalid UTF-8: {e3.reason}", path=path, line=1, column=1) from None
             raise JSONError(str(e), path=path, line=1, column=1) from None
-    yield Scan(skeleton=skeleton, sha256=sha.hexdigest(), size=size, counts=counts)
+    keys = [k for k, _ in top_level_keys(skeleton_bytes)] if isinstance(skeleton, dict) else []
+    dups = tuple(k for k, n in Counter(keys).items() if n > 1)
+    yield Scan(skeleton=skeleton, sha256=sha.hexdigest(), size=size, counts=counts, duplicate_keys=dups)
 
 
 def _parse_chunk(
@@ -335,17 +462,25 @@ def top_level_array_keys(head: bytes) -> set[str]:
     """Keys of the root object whose values are arrays, as far as ``head`` shows them.
 
     Used to recognise a format by content from the first bytes of a file: nested
-    keys (``{"dependencies": {"images": []}}``) do not count.
+    keys (``{"dependencies": {"images": []}}``) do not count; keys are decoded and
+    may be followed by any amount of whitespace, as the streaming reader reads them.
     """
-    sc = _Scanner(Path("<head>"), frozenset(), None)  # type: ignore[arg-type]
+    return {k for k, first in top_level_keys(head) if first == ord("[")}
+
+
+def first_array_element(head: bytes) -> Any:
+    """The first element of a root array, parsed, if ``head`` holds all of it (else None)."""
     head = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
-    arr = np.frombuffer(head, np.uint8)
+    stripped = head.lstrip(_WS)
+    if stripped[:1] != b"[":
+        return None
+    sc = _Scanner(Path("<head>"), frozenset(), None)  # type: ignore[arg-type]
+    arr = np.frombuffer(stripped, np.uint8)
     pos, delta, depth = sc.structure(arr, 0)
-    keys: set[str] = set()
-    for p in pos[(delta == 1) & (depth == 2)].tolist():
-        if head[p : p + 1] != b"[":
-            continue
-        m = _KEY_RE.search(head[max(0, p - 512) : p])
-        if m:
-            keys.add(m.group(1).decode("utf-8", "replace"))
-    return keys
+    ends = pos[(delta == -1) & (depth == 1)]
+    if ends.size == 0:
+        return None
+    try:
+        return orjson.loads(stripped[1 : int(ends[0]) + 1])
+    except orjson.JSONDecodeError:
+        return None

@@ -3,30 +3,41 @@
 The reader streams the file (see ``_jsonscan``) and converts each chunk of parsed
 elements straight into column builders, so no whole-file Python object tree ever
 exists. Each element gets cheap exact type checks on the way; an element that
-fails them is remembered (up to a cap) so the schema gate can run the shipped JSON
-Schema on it and quote jsonschema's own message and pointer. The first elements
-of every array are remembered too, so a systematically wrong export is reported
+fails them is remembered (up to a cap) and, once the file is read, :func:`validate`
+runs the shipped JSON Schema on it and hands jsonschema's own message and pointer
+to the schema gate as a :class:`~annogate.model.SourceProblem`. The first elements
+of every array are validated too, so a systematically wrong export is reported
 in the schema's words even where the fast checks are lenient (booleans inside
 number arrays are the one known leniency: NumPy reads ``true`` as 1.0).
+
+Ids are exact: an id that is not a JSON integer within 64 bits (``1.0``, ``2**70``)
+is a schema problem and its row is marked invalid, so it never joins and never
+counts as anything else's duplicate.
+
+Captions and panoptic files are recognised and loaded with ``skip_reason`` set;
+a bare top-level array of detections is a batch of predictions.
 """
 
 from __future__ import annotations
 
 import gc
-import re
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import cache
+from importlib import resources
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import numpy.typing as npt
 
-from annogate.findings import Finding
-from annogate.formats._jsonscan import Chunk, JSONError, Scan, scan_json, top_level_array_keys
-from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE, Annotations, Batch, Categories, Images
+from annogate.formats._jsonscan import Chunk, Scan, first_array_element, scan_json, top_level_array_keys
+from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE, Annotations, Batch, Categories, Images, SourceProblem
 
-__all__ = ["FORMAT", "ElementSample", "load_coco", "looks_like_coco"]
+__all__ = ["FORMAT", "load_coco", "looks_like_coco", "validate"]
 
 FORMAT_NAME = "coco"
 BIG_KEYS = frozenset({"images", "annotations", "categories"})
@@ -34,31 +45,47 @@ SAMPLE_FIRST = 200  # elements per array always validated against the JSON Schem
 MAX_FLAGGED = 5000  # elements kept for schema messages; beyond that only counted
 _NAN4 = (float("nan"),) * 4
 _NUM = (int, float)
-_KEY_SNIFF = re.compile(rb'"(annotations|images|categories)"\s*:\s*\[')
+_RESULT_KEYS = frozenset({"image_id", "category_id", "score"})
+_RESULT_SHAPES = frozenset({"bbox", "segmentation", "keypoints"})
+_INSTANCE_KEYS = frozenset({"bbox", "segmentation", "keypoints", "category_id"})
 
 
-class ElementSample:
-    """An element kept for JSON Schema validation: where it is and what it was."""
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+SHRINK = 64  # items of a long array jsonschema sees (plus one of each other kind beyond)
 
-    __slots__ = ("item", "key", "line", "pointer")
 
-    def __init__(self, *, key: str, pointer: str, line: int, item: Any) -> None:
-        self.key = key
-        self.pointer = pointer
-        self.line = line
-        self.item = item
+@dataclass(frozen=True, slots=True)
+class _Element:
+    """An element kept for JSON Schema validation: its array, index and value."""
+
+    key: str | None
+    index: int
+    item: Any
+
+
+def _exact_ids(values: list[Any]) -> bool:
+    """All values are ints within int64 (bool is not an int here)."""
+    return set(map(type, values)) == {int} and I64_MIN <= min(values) and max(values) <= I64_MAX
+
+
+def _is_id(v: Any) -> bool:
+    return type(v) is int and I64_MIN <= v <= I64_MAX
 
 
 def looks_like_coco(path: Path, head: bytes) -> bool:
-    """A COCO batch by content: a JSON object with an images/annotations/categories array.
+    """A COCO batch by content: a JSON object with an images/annotations/categories array,
+    or a detection-results list (a root array whose first element has image_id,
+    category_id, score and a box, mask or keypoints).
 
     Only the first megabyte is looked at; ``package.json``, rules files and other
-    JSON do not carry those keys as arrays.
+    JSON do not carry those keys as arrays. Keys are read exactly as the reader reads
+    them (decoded, any whitespace before the value), so no spelling of a COCO file
+    escapes collection.
     """
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped[:1] != b"{" or _KEY_SNIFF.search(head) is None:
-        return False
-    return bool(top_level_array_keys(head) & BIG_KEYS)
+    if top_level_array_keys(head) & BIG_KEYS:
+        return True
+    first = first_array_element(head)
+    return type(first) is dict and _RESULT_KEYS <= first.keys() and bool(_RESULT_SHAPES & first.keys())
 
 
 class _Builder:
@@ -67,28 +94,25 @@ class _Builder:
     def __init__(self, key: str) -> None:
         self.key = key
         self.n = 0
-        self.flagged: list[ElementSample] = []
+        self.flagged: list[_Element] = []
         self.flagged_count = 0
-        self.samples: list[ElementSample] = []
+        self.samples: list[_Element] = []
 
     def flag(self, index: int, line: int, item: Any) -> None:
         self.flagged_count += 1
         if len(self.flagged) < MAX_FLAGGED:
-            self.flagged.append(ElementSample(key=self.key, pointer=f"/{self.key}/{index}", line=line, item=item))
+            self.flagged.append(_Element(self.key, index, item))
 
     def sample(self, chunk: Chunk) -> None:
         if chunk.first < SAMPLE_FIRST:
             for k, item in enumerate(chunk.items[: SAMPLE_FIRST - chunk.first]):
-                i = chunk.first + k
-                self.samples.append(
-                    ElementSample(key=self.key, pointer=f"/{self.key}/{i}", line=int(chunk.lines[k]), item=item)
-                )
+                self.samples.append(_Element(self.key, chunk.first + k, item))
 
 
 class _Images(_Builder):
     def __init__(self) -> None:
         super().__init__("images")
-        self.id: list[int] = []
+        self.id: list[int | None] = []
         self.file_name: list[str] = []
         self.width: list[float] = []
         self.height: list[float] = []
@@ -106,10 +130,10 @@ class _Images(_Builder):
                 hs.append(float("nan"))
                 continue
             i, fn, w, h = it.get("id"), it.get("file_name"), it.get("width"), it.get("height")
-            ok = type(i) is int and type(fn) is str and type(w) is int and type(h) is int and w > 0 and h > 0
+            ok = _is_id(i) and type(fn) is str and type(w) is int and type(h) is int and w > 0 and h > 0
             if not ok:
                 self.flag(chunk.first + k, int(chunk.lines[k]), it)
-            ids.append(i if type(i) is int else -1)
+            ids.append(i if _is_id(i) else None)
             names.append(fn if type(fn) is str else "")
             ws.append(float(w) if isinstance(w, (int, float)) else float("nan"))
             hs.append(float(h) if isinstance(h, (int, float)) else float("nan"))
@@ -117,19 +141,21 @@ class _Images(_Builder):
         self.n += len(chunk.items)
 
     def build(self) -> Images:
+        ids, valid = _int64(self.id)
         return Images(
-            id=_int64(self.id),
+            id=ids,
             file_name=np.array(self.file_name, dtype=object),
             width=np.array(self.width, np.float64),
             height=np.array(self.height, np.float64),
             line=_lines(self.line),
+            id_valid=valid,
         )
 
 
 class _Categories(_Builder):
     def __init__(self) -> None:
         super().__init__("categories")
-        self.id: list[int] = []
+        self.id: list[int | None] = []
         self.name: list[str] = []
         self.sup: list[str] = []
         self.kp: list[tuple[str, ...]] = []
@@ -138,14 +164,10 @@ class _Categories(_Builder):
     def add(self, chunk: Chunk) -> None:
         # categories are few: validate all of them against the schema
         for k, it in enumerate(chunk.items):
-            self.samples.append(
-                ElementSample(
-                    key="categories", pointer=f"/categories/{chunk.first + k}", line=int(chunk.lines[k]), item=it
-                )
-            )
+            self.samples.append(_Element("categories", chunk.first + k, it))
             d = it if type(it) is dict else {}
             i, nm = d.get("id"), d.get("name")
-            self.id.append(i if type(i) is int else -1)
+            self.id.append(i if _is_id(i) else None)
             self.name.append(nm if type(nm) is str else "")
             sup = d.get("supercategory")
             self.sup.append(sup if type(sup) is str else "")
@@ -155,8 +177,10 @@ class _Categories(_Builder):
         self.n += len(chunk.items)
 
     def build(self) -> Categories:
+        ids, valid = _int64(self.id)
         return Categories(
-            id=_int64(self.id),
+            id=ids,
+            id_valid=valid,
             name=np.array(self.name, dtype=object),
             supercategory=np.array(self.sup, dtype=object),
             keypoints=tuple(self.kp),
@@ -171,9 +195,9 @@ class _Annotations(_Builder):
         super().__init__("annotations")
         self.results = results
         self.annotator_field = annotator_field
-        self.id: list[int] = []
-        self.image_id: list[int] = []
-        self.category_id: list[int] = []
+        self.id: list[int | None] = []
+        self.image_id: list[int | None] = []
+        self.category_id: list[int | None] = []
         self.bbox: list[npt.NDArray[np.float64]] = []
         self.area: list[float] = []
         self.iscrowd: list[bool] = []
@@ -189,7 +213,17 @@ class _Annotations(_Builder):
         self.kp_parts: list[npt.NDArray[np.float64]] = []
         self.kp_count: list[int] = []
         self.num_kp: list[int] = []
-        self.problems: list[Finding] = []
+        self.problems: list[SourceProblem] = []
+        self.captions = 0  # elements of a captions file ({image_id, caption})
+        self.panoptic = 0  # elements of a panoptic file ({image_id, file_name, segments_info})
+
+    def flavour(self) -> str | None:
+        """``captions`` / ``panoptic`` when every element is one (a mixed file is judged as instances)."""
+        if self.n and self.captions == self.n:
+            return "captions"
+        if self.n and self.panoptic == self.n:
+            return "panoptic"
+        return None
 
     def _annotator(self, it: Mapping[str, Any]) -> int:
         f = self.annotator_field
@@ -213,6 +247,9 @@ class _Annotations(_Builder):
 
     def add(self, chunk: Chunk) -> None:
         self.sample(chunk)
+        items = chunk.items
+        self.captions += sum(1 for a in items if type(a) is dict and "caption" in a and not _INSTANCE_KEYS & a.keys())
+        self.panoptic += sum(1 for a in items if type(a) is dict and "segments_info" in a)
         if not self._add_fast(chunk):
             self._add_slow(chunk)
         self.line.append(chunk.lines)
@@ -234,13 +271,14 @@ class _Annotations(_Builder):
         ids = [a.get("id") for a in items]
         iids = [a.get("image_id") for a in items]
         cids = [a.get("category_id") for a in items]
-        if set(map(type, iids)) != {int} or set(map(type, cids)) != {int}:
+        if not (_exact_ids(iids) and _exact_ids(cids)):
             return False
-        id_types = set(map(type, ids))
-        if id_types != {int}:
-            if not (self.results and id_types <= {int, type(None)}):
+        if not _exact_ids(ids):
+            if not self.results:
                 return False
             ids = [a if a is not None else chunk.first + k + 1 for k, a in enumerate(ids)]
+            if not _exact_ids(ids):
+                return False
         bbs = [a.get("bbox") for a in items]
         bt = set(map(type, bbs))
         if bt == {list}:
@@ -331,10 +369,10 @@ class _Annotations(_Builder):
                 it = {}
             g = it.get
             aid, iid, cid = g("id"), g("image_id"), g("category_id")
-            ok = type(iid) is int and type(cid) is int and (type(aid) is int or (results and aid is None))
-            ids.append(aid if type(aid) is int else (index + 1 if results and aid is None else -1))
-            iids.append(iid if type(iid) is int else -1)
-            cids.append(cid if type(cid) is int else -1)
+            ok = _is_id(iid) and _is_id(cid) and (_is_id(aid) or (results and aid is None))
+            ids.append(aid if _is_id(aid) else (index + 1 if results and aid is None else None))
+            iids.append(iid if _is_id(iid) else None)
+            cids.append(cid if _is_id(cid) else None)
             bb = g("bbox")
             if type(bb) is list and len(bb) == 4:
                 bbs.append(bb)
@@ -392,14 +430,12 @@ class _Annotations(_Builder):
                 n3 = len(kp) // 3
                 if len(kp) % 3:
                     self.problems.append(
-                        Finding(
-                            gate="schema",
+                        SourceProblem(
                             rule="keypoints_length",
                             message=f"keypoints has {len(kp)} values, not a multiple of 3 (x, y, v)",
-                            file="",
                             line=int(chunk.lines[k]),
                             pointer=f"/annotations/{index}/keypoints",
-                            annotation_id=aid if type(aid) is int else None,
+                            annotation_id=aid if _is_id(aid) else None,
                         )
                     )
                 kps.extend(kp[: 3 * n3])
@@ -459,12 +495,18 @@ class _Annotations(_Builder):
         np.cumsum(np.array(self.kp_count, np.int64), out=kp_off[1:])
         rle = np.empty(n, dtype=object)
         rle[:] = self.rle
+        ids, id_valid = _int64(self.id)
+        image_id, image_id_valid = _int64(self.image_id)
+        category_id, category_id_valid = _int64(self.category_id)
         ann = Annotations(
-            id=_int64(self.id),
+            id=ids,
+            id_valid=id_valid,
             image=np.full(n, -1, np.int32),
             category=np.full(n, -1, np.int32),
-            image_id=_int64(self.image_id),
-            category_id=_int64(self.category_id),
+            image_id=image_id,
+            image_id_valid=image_id_valid,
+            category_id=category_id,
+            category_id_valid=category_id_valid,
             bbox=bbox,
             area=np.array(self.area, np.float64),
             iscrowd=np.array(self.iscrowd, np.bool_),
@@ -496,11 +538,13 @@ def _float_rows(rows: list[Any], width: int) -> npt.NDArray[np.float64] | None:
     return arr.astype(np.float64, copy=False)
 
 
-def _int64(values: list[int]) -> npt.NDArray[np.int64]:
+def _int64(values: list[int | None]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Ids as int64 (-1 where absent or not exact) and the mask of exact ones."""
     try:
-        return np.array(values, np.int64)
-    except OverflowError:
-        return np.array([v if -(2**63) <= v < 2**63 else -1 for v in values], np.int64)
+        return np.array(values, np.int64), np.ones(len(values), np.bool_)
+    except (TypeError, OverflowError):
+        valid = np.array([v is not None for v in values], np.bool_)
+        return np.array([-1 if v is None else v for v in values], np.int64), valid
 
 
 def _lines(parts: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.int32]:
@@ -509,15 +553,26 @@ def _lines(parts: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.int32]:
     return np.concatenate(parts).astype(np.int32)
 
 
-def _resolve(ids: npt.NDArray[np.int64], table_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
-    """Row index in the table of each id; -1 where the id dangles. Vectorised."""
-    if table_ids.size == 0:
+def _resolve(
+    ids: npt.NDArray[np.int64],
+    ids_valid: npt.NDArray[np.bool_],
+    table_ids: npt.NDArray[np.int64],
+    table_valid: npt.NDArray[np.bool_] | None,
+) -> npt.NDArray[np.int32]:
+    """Row index in the table of each id; -1 where the id dangles or is not exact. Vectorised.
+
+    Only exact ids take part on either side, so a missing id never meets an image
+    whose id is missing too, whatever placeholder the columns hold. With duplicate
+    table ids the first row wins (the duplicate itself is a schema finding).
+    """
+    rows = np.flatnonzero(table_valid) if table_valid is not None else np.arange(table_ids.size)
+    if rows.size == 0:
         return np.full(ids.size, -1, np.int32)
-    order = np.argsort(table_ids, kind="stable")
+    order = rows[np.argsort(table_ids[rows], kind="stable")]
     sorted_ids = table_ids[order]
     pos = np.searchsorted(sorted_ids, ids)
     pos = np.minimum(pos, sorted_ids.size - 1)
-    hit = sorted_ids[pos] == ids
+    hit = (sorted_ids[pos] == ids) & ids_valid
     return np.where(hit, order[pos], -1).astype(np.int32)
 
 
@@ -561,21 +616,35 @@ def load_coco(
     results = isinstance(skeleton, list)
     if ann_b is None:
         ann_b = _Annotations(results=results, annotator_field=annotator_field)
+    flavour = ann_b.flavour()
+    if flavour is not None:
+        return _flavour_batch(path, scan, flavour, images_b.build(), cats_b.build())
     if results and images_from is not None:
         images, categories = images_from.images, images_from.categories
     else:
         images, categories = images_b.build(), cats_b.build()
     ann, annotators = ann_b.build()
-    ann = _replace(ann, image=_resolve(ann.image_id, images.id), category=_resolve(ann.category_id, categories.id))
-    problems = [_with_file(p, path) for p in ann_b.problems]
-    meta: dict[str, Any] = {
-        "skeleton": skeleton,
-        "results": results,
-        "samples": images_b.samples + cats_b.samples + ann_b.samples,
-        "flagged": images_b.flagged + cats_b.flagged + ann_b.flagged,
-        "flagged_count": images_b.flagged_count + cats_b.flagged_count + ann_b.flagged_count,
-        "size": scan.size,
-    }
+    ann = replace(
+        ann,
+        image=_resolve(ann.image_id, _valid(ann.image_id_valid, len(ann)), images.id, images.id_valid),
+        category=_resolve(ann.category_id, _valid(ann.category_id_valid, len(ann)), categories.id, categories.id_valid),
+    )
+    lines = {"images": images.line, "categories": categories.line, "annotations": ann.line, None: ann.line}
+    problems = [_duplicate_key(k) for k in scan.duplicate_keys]
+    problems += validate(
+        skeleton=skeleton,
+        results=results,
+        elements=chain(
+            images_b.flagged, cats_b.flagged, ann_b.flagged, images_b.samples, cats_b.samples, ann_b.samples
+        ),
+        lines=lines,
+    )
+    hidden = sum(b.flagged_count - len(b.flagged) for b in (images_b, cats_b, ann_b))
+    if hidden > 0:
+        problems.append(
+            SourceProblem(rule="schema", message=f"{hidden} more elements fail the fast type checks (not itemised)")
+        )
+    problems += ann_b.problems
     return Batch(
         path=path,
         format=FORMAT_NAME,
@@ -586,24 +655,184 @@ def load_coco(
         annotators=annotators,
         sha256=scan.sha256,
         problems=problems,
-        meta=meta,
+        pointer_base="/" if results else "/annotations/",
+        predictions=results,
     )
 
 
-def _with_file(f: Finding, path: Path) -> Finding:
-    from dataclasses import replace
-
-    return replace(f, file=str(path))
+def _valid(mask: npt.NDArray[np.bool_] | None, n: int) -> npt.NDArray[np.bool_]:
+    return mask if mask is not None else np.ones(n, np.bool_)
 
 
-def _replace(ann: Annotations, **changes: Any) -> Annotations:
-    from dataclasses import replace
+def _duplicate_key(key: str) -> SourceProblem:
+    return SourceProblem(
+        rule="duplicate_key",
+        message=f"top-level key {key!r} appears more than once: a JSON parser keeps only the last value",
+        pointer="/" + _escape(key),
+    )
 
-    return replace(ann, **changes)
+
+def _flavour_batch(path: Path, scan: Scan, flavour: str, images: Images, categories: Categories) -> Batch:
+    """A captions or panoptic file: its images and classes, no instances, and why it is skipped."""
+    problems = [_duplicate_key(k) for k in scan.duplicate_keys]
+    return Batch(
+        path=path,
+        format=FORMAT_NAME,
+        images=images,
+        categories=categories,
+        annotations=Annotations.empty(),
+        files=(str(path),),
+        sha256=scan.sha256,
+        problems=problems,
+        skip_reason=f"COCO {flavour}: not an instance batch",
+    )
 
 
-# Re-exported for callers that catch syntax errors of this format.
-COCOSyntaxError = JSONError
+# -- JSON Schema validation of the kept elements ---------------------------------------
+
+
+@cache
+def format_schema() -> dict[str, Any]:
+    """The shipped JSON Schema of COCO (``schemas/coco.schema.json``)."""
+    text = resources.files("annogate").joinpath("schemas/coco.schema.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def _exact_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema's "integer" as the file wrote it: ``1.0`` is a float, not an id."""
+    return type(instance) is int
+
+
+@cache
+def _validator(ref: str | None) -> Any:
+    root = format_schema()
+    schema: dict[str, Any] = root
+    if ref is not None:
+        schema = {k: v for k, v in root.items() if k in ("$schema", "$id", "$defs")}
+        schema["$ref"] = f"#/$defs/{ref}"
+    base = jsonschema.validators.validator_for(root)
+    cls = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("integer", _exact_integer))
+    return cls(schema)
+
+
+class _Shrunk(list):  # type: ignore[type-arg]
+    """A shortened copy of a long array that remembers each kept item's original index."""
+
+    orig: list[int]
+
+
+def _kind(v: Any) -> Any:
+    """What jsonschema could object to in an array item; one item of each kind is kept."""
+    t = type(v)
+    if t is list:
+        return ("list", frozenset(map(type, v)))
+    if t is int and v < 0:
+        return "negative int"
+    return t
+
+
+def _shrink(v: Any) -> Any:
+    """A copy of ``v`` in which every long array keeps its first items and one item of each other kind.
+
+    Why: jsonschema walks every item of an array in Python; a 1M-vertex polygon took
+    28 s. Schema errors in an array depend only on an item's kind (a float where an
+    integer belongs, a negative int, a string...), so beyond the first ``SHRINK``
+    items the first item of each kind stands for the rest, at its true index (kept in
+    :class:`_Shrunk` for the pointer). Number arrays are sorted out at C speed.
+    """
+    if type(v) is dict:
+        return {k: _shrink(x) for k, x in v.items()}
+    if type(v) is not list:
+        return v
+    keep = list(range(min(len(v), SHRINK)))
+    if len(v) > SHRINK:
+        rest = v[SHRINK:]
+        tl = list(map(type, rest))
+        types = set(tl)
+        extra: set[int] = set()
+        if types <= {int, float}:
+            extra = {tl.index(t) for t in types}
+            if int in types:
+                neg = np.flatnonzero(np.asarray(rest, np.float64) < 0)
+                if neg.size:
+                    extra.add(int(neg[0]))
+        else:
+            seen: set[Any] = set()
+            for i, x in enumerate(rest):
+                k = _kind(x)
+                if k not in seen:
+                    seen.add(k)
+                    extra.add(i)
+        keep += sorted(SHRINK + i for i in extra)
+    out = _Shrunk(_shrink(v[i]) for i in keep)
+    out.orig = keep
+    return out
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _pointer(base: str, doc: Any, path: Iterable[Any]) -> str:
+    """The JSON pointer of a jsonschema error path, in the original (unshrunk) document."""
+    out = base
+    for p in path:
+        if isinstance(doc, _Shrunk) and type(p) is int:
+            out += f"/{doc.orig[p]}"
+            doc = doc[p]
+        else:
+            out += f"/{_escape(str(p))}"
+            doc = doc[p] if isinstance(doc, (dict, list)) else None
+    return out
+
+
+def validate(
+    *,
+    skeleton: Any,
+    results: bool,
+    elements: Iterable[_Element],
+    lines: Mapping[str | None, npt.NDArray[np.int32]],
+) -> list[SourceProblem]:
+    """Run the COCO JSON Schema on the skeleton and on the kept elements.
+
+    Each error becomes a ``schema`` problem quoting jsonschema's message, at the
+    element's JSON pointer and line (``lines`` maps an array to its elements' lines,
+    0 where unknown). At most three errors per element are reported.
+    """
+    out: list[SourceProblem] = []
+    top = _validator("results_file" if results else None)
+    for err in top.iter_errors(_shrink(skeleton)):
+        ptr = _pointer("", _shrink(skeleton), err.absolute_path) or "/"
+        out.append(SourceProblem(rule="schema", message=f"{ptr}: {_short(err.message)}", pointer=ptr))
+    kinds = {"images": "image", "categories": "category", "annotations": "annotation", None: "result"}
+    seen: set[tuple[str | None, int]] = set()
+    for el in elements:
+        if (el.key, el.index) in seen:
+            continue
+        seen.add((el.key, el.index))
+        item = _shrink(el.item)
+        base = f"/{el.index}" if el.key is None else f"/{el.key}/{el.index}"
+        errs = sorted(_validator(kinds[el.key]).iter_errors(item), key=lambda e: [str(p) for p in e.absolute_path])
+        ln = lines.get(el.key)
+        line = int(ln[el.index]) if ln is not None and el.index < ln.size else 0
+        aid = el.item.get("id") if type(el.item) is dict and el.key in ("annotations", None) else None
+        for err in errs[:3]:
+            ptr = _pointer(base, item, err.absolute_path)
+            out.append(
+                SourceProblem(
+                    rule="schema",
+                    message=f"{ptr}: {_short(err.message)}",
+                    line=line or None,
+                    pointer=ptr,
+                    annotation_id=aid if _is_id(aid) else None,
+                )
+            )
+    return out
+
+
+def _short(msg: str, limit: int = 160) -> str:
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
 
 
 def _format() -> Any:
