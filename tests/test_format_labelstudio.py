@@ -79,7 +79,11 @@ def test_sdk_coco_export_rectangle(thirdparty: Path) -> None:
     assert Counter(int(k) for k in b.annotations.seg_kind) == Counter({SEG_POLYGON: 1, 0: 3})
     # no completed_by in this export: the annotator is its last creator, and that is said
     assert b.annotators == ("308",)
-    assert any(p.rule == "no_annotator" and "last_created_by" in p.message for p in b.problems)
+    assert b.meta["labelstudio"]["annotator_from"] == {"last_created_by": 1}
+    assert b.problems == []
+    # the two standalone keypoints are points, not zero-size boxes
+    pts = [i for i in range(len(b.annotations)) if b.annotations.num_keypoints[i] == 1]
+    assert len(pts) == 2 and np.isnan(b.annotations.bbox[pts]).all()
 
 
 def test_sdk_yolo_export_boxes_and_annotators(thirdparty: Path) -> None:
@@ -223,7 +227,9 @@ def test_multi_annotator_fixture() -> None:
     assert a.attributes is not None and a.attributes[4] == {"shape": "ellipse"}
     assert b.image_name(5) == "side view.png" and a.keypoints_of(5).tolist() == [[10.0, 5.0, 2.0]]
     assert b.meta["labelstudio"]["choices"][0]["choices"] == ["day"]
-    assert [p.rule for p in b.problems] == ["unsupported_result"]
+    assert b.problems == []
+    assert b.meta["labelstudio"]["other_result_types"] == {"textarea": 1}
+    assert np.isnan(a.bbox[5]).all()
     # every row's line is its result's opening brace, and its pointer names the same object
     text = path.read_text().split("\n")
     doc = json.loads(path.read_text())

@@ -33,8 +33,11 @@ pixels. A result without a usable size is a problem (``schema``), not a guess.
   stream that ends early, a mask above ``max_mask_pixels``) is a ``brush_mask``
   problem: "brush mask not decoded: why", and the region is not a row.
 * ``choices``: image-level classes, not objects: kept in ``meta["labelstudio"]["choices"]``.
-* ``relation`` results are ignored; other non-image result types (textarea, rating,
-  labels on text...) are counted and reported once per type as a warning.
+* ``relation`` results and per-task fields that are not objects (``textarea``,
+  ``rating``, ``number``, ``datetime``, ``taxonomy``, ``pairwise``, ``ranker``) are
+  counted in ``meta`` only. Any other type (``labels`` on text, ``videorectangle``...)
+  is an ``unsupported_result`` problem, once per type: a file is never passed with
+  labels it did not read (make it a warning in the rules if that is intended).
 * ``predictions`` are ignored by default: they are a model's output, not anyone's
   labels, and mixing them with annotators' rows would make the model an annotator.
   ``predictions=True`` adds them as rows with ``score`` (the result's, else the
@@ -100,6 +103,7 @@ _BRACKET = np.zeros(256, np.int8)
 _BRACKET[[ord("{"), ord("[")]] = 1
 _BRACKET[[ord("}"), ord("]")]] = -1
 _KEY_AT = re.compile(rb'"((?:[^"\\]|\\.)*)"\s*:', re.S)
+_NOT_OBJECTS = frozenset({"textarea", "rating", "number", "datetime", "taxonomy", "pairwise", "ranker"})
 _OBJECT_TYPES = {
     "rectanglelabels": "rectanglelabels",
     "rectangle": None,
@@ -369,9 +373,11 @@ class _Reader:
         self.annotator_mode = annotator
         self.max_mask_pixels = max_mask_pixels
         self.lines: dict[int, int] = {}
+        self.lines_ok = True
         self.rows: list[_Row] = []
         self.kp_names: dict[str, list[str]] = {}
         self.ignored: dict[str, int] = {}
+        self.not_objects: dict[str, int] = {}
         self.ignored_first: dict[str, tuple[str, int]] = {}
         self.choices: list[dict[str, Any]] = []
         self.emails: dict[str, str] = {}
@@ -539,6 +545,7 @@ class _Reader:
             assert r.kp_xy is not None
             if parent is None:
                 r.kps[r.kp_name] = r.kp_xy
+                r.kwargs["bbox"] = (math.nan,) * 4  # a point has no box (all-nan: absent, not degenerate)
                 self._kp_name(r.kwargs["category"], r.kp_name)
                 self.rows.append(r)
             elif r.kp_name in parent.kps:
@@ -588,6 +595,9 @@ class _Reader:
             return None
         if type(typ) is not str or typ not in _OBJECT_TYPES:
             key = typ if type(typ) is str and len(typ) < 64 else "?"
+            if key in _NOT_OBJECTS:
+                self.not_objects[key] = self.not_objects.get(key, 0) + 1
+                return None
             self.ignored[key] = self.ignored.get(key, 0) + 1
             self.ignored_first.setdefault(key, (ptr, self.line(r)))
             return None
@@ -790,21 +800,15 @@ class _Reader:
             ptr, line = self.ignored_first[typ]
             b.problem(
                 rule="unsupported_result",
-                message=f"{n} result(s) of type {typ!r} are not image objects and are not gated (first at {ptr})",
+                message=f"{n} result(s) of type {typ!r}, which this reader does not read, are not gated"
+                f" (first at {ptr})",
                 pointer=ptr,
                 line=line or None,
-                severity="warning",
             )
         if self.no_annotator:
             b.problem(
                 rule="no_annotator",
                 message=f"{self.no_annotator} annotation(s) without completed_by: their objects have no annotator",
-                severity="warning",
-            )
-        for key, n in self.annotator_from.items():
-            b.problem(
-                rule="no_annotator",
-                message=f"{n} annotation(s) without completed_by: their annotator is taken from {key!r}",
                 severity="warning",
             )
         batch = b.build(sha256=sha, pointer_base=None)
@@ -815,7 +819,11 @@ class _Reader:
             "predictions": self.predictions_seen,
             "predictions_read": self.predictions,
             "relations": self.relations,
-            "ignored_result_types": dict(self.ignored),
+            "unsupported_result_types": dict(self.ignored),
+            "other_result_types": dict(self.not_objects),
+            # annotations without completed_by whose annotator came from this field
+            "annotator_from": dict(self.annotator_from),
+            "line_numbers": self.lines_ok,
             "choices": self.choices,
             "annotator_emails": dict(self.emails),
             # images each annotator submitted, including those with no objects: the
@@ -889,14 +897,10 @@ def load_labelstudio(
         max_mask_pixels=max_mask_pixels,
     )
     lines = _dict_lines(raw, doc)
-    if lines is None:
-        rd.b.problem(
-            rule="line_numbers",
-            message="line numbers unavailable (duplicate keys in an object?); JSON pointers locate each object",
-            severity="warning",
-        )
-    else:
-        rd.lines = lines
+    # None: the brace count disagrees with the parsed objects (a duplicate key); rows
+    # then carry line 0 and their JSON pointer, which stays exact
+    rd.lines = lines or {}
+    rd.lines_ok = lines is not None
     for i, task in enumerate(doc):
         rd.task(i, task)
     return rd.build(hashlib.sha256(raw).hexdigest(), len(doc))
