@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from annogate.engine import Engine
+from annogate.formats import load_batch
 
 DATA = Path(__file__).parent / "data"
 INVALID = sorted(p for p in (DATA / "invalid" / "coco").glob("*.json"))
@@ -88,3 +90,88 @@ def test_duplicate_top_level_key_fails(engine: Engine, tmp_path: Path, key: str)
     assert result.verdict == "failed"
     (f,) = [f for f in result.findings if f.rule == "duplicate_key"]
     assert f.pointer == f"/{key}" and key in f.message
+
+
+# -- ids are exact: every dangling, duplicate or inexact id is a finding ----------------
+
+
+def _doc(**changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((DATA / "valid" / "coco" / "minimal.json").read_text())
+    for path, value in changes.items():
+        key, index, field = path.split("__")
+        doc[key][int(index)][field] = value
+    return doc
+
+
+def _schema(engine: Engine, tmp_path: Path, doc: Any) -> list[tuple[str, str | None]]:
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(doc, indent=1))
+    result = engine.run_gate(p, "schema")
+    assert result.verdict == ("failed" if result.findings else "passed")
+    return sorted((f.rule, f.pointer) for f in result.findings)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"annotations__0__image_id": -5}, [("dangling_image_id", "/annotations/0")]),
+        ({"annotations__1__category_id": -3}, [("dangling_category_id", "/annotations/1")]),
+        ({"annotations__0__image_id": -1}, [("dangling_image_id", "/annotations/0")]),
+        ({"annotations__0__image_id": 1.0}, [("schema", "/annotations/0/image_id")]),
+        (
+            {"images__0__id": 2.0},
+            [
+                ("dangling_image_id", "/annotations/0"),
+                ("dangling_image_id", "/annotations/1"),
+                ("schema", "/images/0/id"),
+            ],
+        ),
+        (
+            {"images__0__id": -1, "images__1__id": -1},
+            [*[("dangling_image_id", f"/annotations/{i}") for i in range(3)], ("duplicate_image_id", "/images/1")],
+        ),
+        (
+            {"categories__0__id": 2**63, "categories__1__id": 2**63},
+            [
+                *[("dangling_category_id", f"/annotations/{i}") for i in range(3)],
+                ("schema", "/categories/0/id"),
+                ("schema", "/categories/1/id"),
+            ],
+        ),
+        (
+            {"annotations__0__id": 2**70, "annotations__1__id": 2**70},
+            [("schema", "/annotations/0/id"), ("schema", "/annotations/1/id")],
+        ),
+        (
+            {"annotations__0__id": -1, "annotations__1__id": -1},
+            [("duplicate_annotation_id", "/annotations/1")],
+        ),
+    ],
+    ids=[
+        "image_-5",
+        "category_-3",
+        "image_-1",
+        "image_id_1.0",
+        "image_id_2.0_in_table",
+        "dup_-1",
+        "dup_2**63",
+        "dup_2**70",
+        "dup_ann_-1",
+    ],
+)
+def test_ids_are_exact(
+    engine: Engine, tmp_path: Path, changes: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    assert _schema(engine, tmp_path, _doc(**changes)) == expected
+
+
+def test_huge_ids_never_resolve_to_each_other(engine: Engine, tmp_path: Path) -> None:
+    """Image id 2**70 and annotation image_id 2**71 used to both become -1 and "resolve"."""
+    doc = _doc(images__0__id=2**70, annotations__0__image_id=2**71)
+    found = _schema(engine, tmp_path, doc)
+    assert ("schema", "/images/0/id") in found and ("schema", "/annotations/0/image_id") in found
+    b = load_batch(tmp_path / "b.json")
+    assert b.annotations.image[0] == -1
+    doc = _doc(images__0__id=-1, annotations__0__image_id=2**64)  # 2**64 is parsed as a float
+    assert ("schema", "/annotations/0/image_id") in _schema(engine, tmp_path, doc)
+    assert load_batch(tmp_path / "b.json").annotations.image[0] == -1

@@ -798,7 +798,7 @@ def validate(
 
     Each error becomes a ``schema`` problem quoting jsonschema's message, at the
     element's JSON pointer and line (``lines`` maps an array to its elements' lines,
-    0 where unknown). At most three errors per element are reported.
+    0 where unknown). At most three places per element are reported, one error each.
     """
     out: list[SourceProblem] = []
     top = _validator("results_file" if results else None)
@@ -817,12 +817,20 @@ def validate(
         ln = lines.get(el.key)
         line = int(ln[el.index]) if ln is not None and el.index < ln.size else 0
         aid = el.item.get("id") if type(el.item) is dict and el.key in ("annotations", None) else None
-        for err in errs[:3]:
+        pointers: set[str] = set()
+        for err in errs:
             ptr = _pointer(base, item, err.absolute_path)
+            if ptr in pointers:
+                continue  # one message per place (2**70 is both "not an integer" and "too large")
+            pointers.add(ptr)
+            if len(pointers) > 3:
+                break
+            x = err.instance
+            hint = " (an integer beyond 64 bits, read as a float)" if type(x) is float and abs(x) >= 2.0**63 else ""
             out.append(
                 SourceProblem(
                     rule="schema",
-                    message=f"{ptr}: {_short(err.message)}",
+                    message=f"{ptr}: {_short(err.message)}{hint}",
                     line=line or None,
                     pointer=ptr,
                     annotation_id=aid if _is_id(aid) else None,
