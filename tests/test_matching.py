@@ -9,8 +9,8 @@ Conformance data (read from ../shared/thirdparty, never copied):
 * ``faster_coco_eval/tests/dataset/{gt,dt}_dataset.json`` — polygons vs polygons
   (MiXaiLL76/faster_coco_eval, Apache-2.0).
 
-The tests build Batches with a small converter of their own (``coco_batch``) so that
-they test matching alone, independent of the COCO reader.
+The tests build Batches with ``tests/builders.py`` (the readers' own row builder, fed
+from Python dicts) so that they test matching alone, independent of the COCO reader.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 from annogate.matching import COCO_KEYPOINT_SIGMAS, MatchSettings, Status, box_iou, match
-from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE, Annotations, Batch, Categories, Images
+from annogate.model import Batch
+from tests.builders import coco_batch
 
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402
@@ -35,84 +36,6 @@ from pycocotools.cocoeval import COCOeval  # noqa: E402
 GT100 = "faster_coco_eval/tests/dataset/cocoapi/instances_val2014_100.json"
 BBOX100 = "cocoapi/results/instances_val2014_fakebbox100_results.json"
 SEGM100 = "cocoapi/results/instances_val2014_fakesegm100_results.json"
-
-
-def coco_batch(data: Any, *, images_from: Batch | None = None, path: str = "batch.json") -> Batch:
-    """A Batch from a COCO dict, or from a results list resolved against ``images_from``."""
-    if isinstance(data, list):
-        assert images_from is not None
-        ims, cats = images_from.images, images_from.categories
-        anns = data
-    else:
-        imgs = data.get("images", [])
-        ims = Images(
-            id=np.array([i["id"] for i in imgs], np.int64),
-            file_name=np.array([i["file_name"] for i in imgs] or [], object),
-            width=np.array([i.get("width", np.nan) for i in imgs], np.float64),
-            height=np.array([i.get("height", np.nan) for i in imgs], np.float64),
-            line=np.zeros(len(imgs), np.int32),
-        )
-        cs = data.get("categories", [])
-        cats = Categories(
-            id=np.array([c["id"] for c in cs], np.int64),
-            name=np.array([c["name"] for c in cs] or [], object),
-            supercategory=np.array([c.get("supercategory", "") for c in cs] or [], object),
-            keypoints=tuple(tuple(c.get("keypoints", ())) for c in cs),
-            line=np.zeros(len(cs), np.int32),
-        )
-        anns = data.get("annotations", [])
-    img_ix = {int(v): i for i, v in enumerate(ims.id.tolist())}
-    cat_ix = {int(v): i for i, v in enumerate(cats.id.tolist())}
-    n = len(anns)
-    poly: list[float] = []
-    ring_off = [0]
-    ann_ring = [0]
-    kps: list[float] = []
-    kp_off = [0]
-    seg_kind = np.zeros(n, np.int8)
-    rle = np.empty(n, object)
-    bbox = np.full((n, 4), np.nan)
-    for k, a in enumerate(anns):
-        seg = a.get("segmentation")
-        if isinstance(seg, list) and seg:
-            seg_kind[k] = SEG_POLYGON
-            for ring in seg:
-                poly.extend(ring)
-                ring_off.append(len(poly))
-        elif isinstance(seg, dict):
-            seg_kind[k] = SEG_RLE
-            rle[k] = seg
-        else:
-            seg_kind[k] = SEG_NONE
-        ann_ring.append(len(ring_off) - 1)
-        kp = a.get("keypoints") or []
-        kps.extend(kp)
-        kp_off.append(len(kps) // 3)
-        if "bbox" in a:
-            bbox[k] = a["bbox"]
-    annots = Annotations(
-        id=np.array([a.get("id", k + 1) for k, a in enumerate(anns)], np.int64),
-        image=np.array([img_ix.get(a["image_id"], -1) for a in anns], np.int32),
-        category=np.array([cat_ix.get(a["category_id"], -1) for a in anns], np.int32),
-        image_id=np.array([a["image_id"] for a in anns], np.int64),
-        category_id=np.array([a["category_id"] for a in anns], np.int64),
-        bbox=bbox,
-        area=np.array([a.get("area", np.nan) for a in anns], np.float64),
-        iscrowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], np.bool_),
-        score=np.array([a.get("score", np.nan) for a in anns], np.float64),
-        annotator=np.full(n, -1, np.int32),
-        line=np.arange(1, n + 1, dtype=np.int32),
-        file=np.zeros(n, np.int32),
-        seg_kind=seg_kind,
-        poly_xy=np.array(poly, np.float64),
-        ring_offsets=np.array(ring_off, np.int64),
-        ann_ring_offsets=np.array(ann_ring, np.int64),
-        rle=rle,
-        keypoints=np.array(kps, np.float64),
-        kp_offsets=np.array(kp_off, np.int64),
-        num_keypoints=np.array([a.get("num_keypoints", -1) for a in anns], np.int32),
-    )
-    return Batch(path=Path(path), format="coco", images=ims, categories=cats, annotations=annots, files=(path,))
 
 
 def coco_eval_img(gt_data: Any, dt_data: list[Any], iou_type: str, **params: Any) -> list[dict[str, Any]]:
@@ -367,7 +290,7 @@ def test_numpy_rasteriser_equals_pycocotools(seed: int) -> None:
     partly-outside polygons."""
     from pycocotools import mask as mu
 
-    from annogate.matching import _raster_iou, _rasterise
+    from annogate.masks import raster_iou, rasterise
 
     rng = np.random.default_rng(seed)
     n, h, w = 600, int(rng.integers(20, 200)), int(rng.integers(20, 200))
@@ -394,7 +317,7 @@ def test_numpy_rasteriser_equals_pycocotools(seed: int) -> None:
         polys.append(pts.ravel())
     npts = np.array([len(p) // 2 for p in polys])
     start = np.r_[0, np.cumsum([len(p) for p in polys])[:-1]]
-    ras = _rasterise(np.concatenate(polys), start, npts, np.full(n, h), np.full(n, w))
+    ras = rasterise(np.concatenate(polys), start, npts, np.full(n, h), np.full(n, w))
     assert ras.ok.all()
     rles = mu.frPyObjects([p.tolist() for p in polys], h, w)
     np.testing.assert_array_equal(ras.area, [mu.area(x) for x in rles])
@@ -404,7 +327,7 @@ def test_numpy_rasteriser_equals_pycocotools(seed: int) -> None:
         mu.iou([rles[a]], [rles[b]], [int(c)])[0][0]
         for a, b, c in zip(pa.tolist(), pb.tolist(), crowd.tolist(), strict=True)
     ]
-    np.testing.assert_array_equal(_raster_iou(ras, pa, ras, pb, crowd), ref)
+    np.testing.assert_array_equal(raster_iou(ras, pa, ras, pb, crowd), ref)
 
 
 def test_segm_mixes_fast_and_pycocotools_objects() -> None:
@@ -452,3 +375,64 @@ def test_segm_mixes_fast_and_pycocotools_objects() -> None:
     evals = coco_eval_img(g, dets, "segm")
     assert_same_as_cocoeval(gold, batch, evals, MatchSettings(iou_type="segm"), np.arange(1, 4))
     assert match(batch, gold, MatchSettings(iou_type="segm")).counts()["matched"] == 3
+
+
+# ---------------------------------------------------------------------------
+# hostile geometry never reaches pycocotools' C code (issue 8)
+
+_HOSTILE_SCRIPT = """
+import json, sys
+from builders import Obj, make_batch
+from annogate.matching import MatchSettings, match
+
+case = json.loads(sys.argv[1])
+side = case.pop("side")
+good = Obj(image="a.jpg", category="person", bbox=[10, 10, 40, 40], polygons=[[10, 10, 50, 10, 50, 50, 10, 50]])
+bad = Obj(image="a.jpg", category="person", bbox=case.pop("bbox", [10, 10, 40, 40]), **case)
+imgs = {"a.jpg": (100, 100)}
+batch = make_batch([bad if side == "batch" else good, good], images=imgs, categories=["person"])
+gold = make_batch([bad if side == "golden" else good], images=imgs, categories=["person"])
+res = match(batch, gold, MatchSettings(iou_type="segm"))
+print(json.dumps({"counts": res.counts(), "unmatchable": res.meta["unmatchable"]}))
+"""
+
+_HUGE = 1e308
+_HOSTILE = {
+    "polygon_1e308": {"polygons": [[0, 0, _HUGE, 0, _HUGE, _HUGE, 0, _HUGE]]},
+    "two_rings_1e308": {"polygons": [[0, 0, 5, 0, 5, 5], [0, 0, _HUGE, 0, _HUGE, _HUGE]]},
+    "short_ring_1e308": {"polygons": [[_HUGE, _HUGE, 0, 0]]},
+    "polygon_1e8_pixels": {"polygons": [[0, 0, 1e8, 0, 1e8, 1e8], [0, 0, 5, 0, 5, 5]]},
+    "box_1e308": {"bbox": [0, 0, _HUGE, _HUGE], "area": 100.0},
+    "rle_counts_overrun": {"rle": {"size": [100, 100], "counts": [0, 20000]}},
+    "rle_string_overrun": {"rle": {"size": [100, 100], "counts": "0" + "o" * 50}},
+    "rle_wraps_int64": {"rle": {"size": [100, 100], "counts": [2**62] * 4 + [10000]}},
+    "rle_wrong_size": {"rle": {"size": [50, 50], "counts": [2500]}},
+}
+
+
+@pytest.mark.parametrize("side", ["batch", "golden"])
+@pytest.mark.parametrize("case", sorted(_HOSTILE))
+def test_hostile_masks_match_nothing_and_never_reach_c(case: str, side: str) -> None:
+    """Each case crashed (segfault), hung (endless loop in C) or ate gigabytes before;
+    run in a subprocess with a timeout so that a regression fails this test instead of
+    killing pytest."""
+    import subprocess
+    import sys
+
+    arg = json.dumps({**_HOSTILE[case], "side": side})
+    proc = subprocess.run(
+        [sys.executable, "-c", _HOSTILE_SCRIPT, arg],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    counts = out["counts"]
+    if side == "batch":  # the hostile object is an extra, its good twin still matches
+        assert (counts["matched"], counts["extra"], counts["missing"]) == (1, 1, 0), out
+        assert out["unmatchable"] == {"batch": 1, "golden": 0}
+    else:  # the golden object is hostile: nothing matches it
+        assert (counts["matched"], counts["extra"], counts["missing"]) == (0, 2, 1), out
+        assert out["unmatchable"] == {"batch": 0, "golden": 1}

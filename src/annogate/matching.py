@@ -53,7 +53,6 @@ Public API: :class:`MatchSettings`, :func:`match`, :class:`MatchResult`,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -62,7 +61,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from annogate.model import SEG_POLYGON, SEG_RLE, Batch
+from annogate.masks import MaskSet, pair_mask_iou
+from annogate.model import Batch
+from annogate.ragged import ranges
 
 __all__ = [
     "COCO_KEYPOINT_SIGMAS",
@@ -157,6 +158,9 @@ class MatchResult:
     * ``batch_image`` / ``gold_image``: for every batch/golden *image* row, the
       row of the same file name on the other side (-1 absent or not evaluated).
     * ``images``: golden image rows that were evaluated (present on both sides).
+    * ``unmatchable_batch`` / ``unmatchable_gold``: rows whose mask is unsafe or
+      undrawable (``segm``; see :class:`~annogate.masks.MaskSet`): IoU 0 with
+      everything, never handed to C; ``meta["reasons"]`` counts why.
     """
 
     settings: MatchSettings
@@ -168,6 +172,8 @@ class MatchResult:
     batch_image: I64
     gold_image: I64
     images: I64
+    unmatchable_batch: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    unmatchable_gold: I64 = field(default_factory=lambda: np.empty(0, np.int64))
     meta: dict[str, Any] = field(default_factory=dict)
 
     def pairs(self, *, mislabelled: bool = True) -> tuple[I64, I64, F64]:
@@ -247,476 +253,11 @@ class _Side:
     order: I64  # sort key within (image, class): smaller first
     ignore: B
     crowd: B
-    gold: Batch | None = None  # the golden batch, whose image sizes masks are drawn at (segm)
-    masks: dict[int, Any] = field(default_factory=dict)  # pycocotools RLE per local index, made on demand
-    fast: B | None = None  # segm: drawn by the numpy rasteriser (one ring, or a box)
-    size: I64 | None = None  # segm: (n, 2) h, w per local index
+    masks: MaskSet | None = None  # segm: the objects' masks at their golden image's size
 
 
 def _box_of(batch: Batch, rows: I64) -> F64:
     return np.asarray(batch.annotations.bbox[rows], np.float64).reshape(-1, 4)
-
-
-def _image_size(gold: Batch, img: int, fallback: Sequence[float]) -> tuple[int, int]:
-    h, w = float(gold.images.height[img]), float(gold.images.width[img])
-    if not (np.isfinite(h) and np.isfinite(w) and h > 0 and w > 0):
-        h = max(1.0, float(fallback[1]))
-        w = max(1.0, float(fallback[0]))
-    return int(h), int(w)
-
-
-def _to_rles(batch: Batch, rows: I64, img: I64, gold: Batch) -> list[Any]:
-    """Each row's mask as a compressed RLE at its golden image's size, as COCO.annToRLE.
-
-    Polygons of all rows of one image go to one ``frPyObjects`` call (one RLE per
-    ring, then merged per annotation); an object without segmentation uses its box
-    as a polygon, as ``COCO.loadRes`` does for box results.
-    """
-    from pycocotools import mask as mu
-
-    ann = batch.annotations
-    out: list[Any] = [None] * len(rows)
-    if len(rows) == 0:
-        return out
-    ext = np.nan_to_num(ann.bbox[rows, :2] + ann.bbox[rows, 2:], nan=1.0)
-    empty: dict[tuple[int, int], Any] = {}
-    order = np.argsort(img, kind="stable")
-    bounds = np.flatnonzero(np.diff(img[order])) + 1
-    for grp in np.split(order, bounds):
-        gi = int(img[grp[0]])
-        h, w = _image_size(gold, gi, np.max(ext[grp], axis=0))
-        rings: list[Any] = []
-        owners: list[int] = []
-        for k in grp.tolist():
-            r = int(rows[k])
-            kind = int(ann.seg_kind[r])
-            if kind == SEG_RLE and ann.rle[r] is not None:
-                out[k] = _rle_obj(ann.rle[r], h, w)
-                continue
-            if kind == SEG_POLYGON:
-                r0, r1 = int(ann.ann_ring_offsets[r]), int(ann.ann_ring_offsets[r + 1])
-                rr = [ann.poly_xy[ann.ring_offsets[j] : ann.ring_offsets[j + 1]] for j in range(r0, r1)]
-                if rr and all(x.shape[0] > 4 for x in rr):
-                    rings.extend(rr)
-                    owners.extend([k] * len(rr))
-                    continue
-                out[k] = _odd_polygon(rr, h, w, empty)
-                continue
-            x, y, bw, bh = (float(v) for v in ann.bbox[r])
-            if np.isfinite([x, y, bw, bh]).all():
-                rings.append(np.array([x, y, x, y + bh, x + bw, y + bh, x + bw, y], np.float64))
-                owners.append(k)
-            else:
-                out[k] = _empty_rle(h, w, empty)
-        if rings:
-            rl = mu.frPyObjects(rings, h, w)
-            own = np.asarray(owners)
-            starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
-            ends = np.r_[starts[1:], len(own)]
-            for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-                out[owners[s]] = rl[s] if e - s == 1 else mu.merge(rl[s:e])
-    return out
-
-
-def _rle_obj(rle: Any, h: int, w: int) -> Any:
-    from pycocotools import mask as mu
-
-    counts = rle.get("counts") if isinstance(rle, dict) else None
-    try:
-        if isinstance(counts, list):
-            return mu.frPyObjects(rle, h, w)
-        if isinstance(counts, str):
-            return {"size": list(rle["size"]), "counts": counts.encode()}
-        return rle
-    except Exception:  # a malformed RLE is the schema gate's finding; here it matches nothing
-        return _empty_rle(h, w, {})
-
-
-def _odd_polygon(rings: list[F64], h: int, w: int, cache: dict[tuple[int, int], Any]) -> Any:
-    """A polygon with a ring of <= 4 coordinates: pycocotools' own (odd) path, or empty."""
-    from pycocotools import mask as mu
-
-    try:
-        rl = mu.frPyObjects([x.tolist() for x in rings], h, w)
-        return mu.merge(rl) if isinstance(rl, list) else rl
-    except Exception:
-        return _empty_rle(h, w, cache)
-
-
-def _empty_rle(h: int, w: int, cache: dict[tuple[int, int], Any]) -> Any:
-    from pycocotools import mask as mu
-
-    if (h, w) not in cache:
-        cache[(h, w)] = mu.encode(np.zeros((h, w, 1), np.uint8, order="F"))[0]
-    return cache[(h, w)]
-
-
-def _ragged(counts: I64) -> tuple[I64, I64]:
-    """(owner, position within owner) of a ragged expansion: owner k repeated counts[k] times."""
-    owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    start = np.cumsum(counts) - counts
-    return owner, np.arange(len(owner), dtype=np.int64) - start[owner]
-
-
-def _cdiv(a: I64, b: int) -> I64:
-    return -((-a) // b)
-
-
-@dataclass(kw_only=True, eq=False)
-class _Raster:
-    """Masks as column intervals, exactly as pycocotools' ``rleFrPoly`` rasterises polygons.
-
-    Object ``i`` covers columns ``cmin[i]..cmax[i]`` (slots ``slot0[i]...``); slot
-    ``s`` holds intervals ``istart[s]..istart[s+1]`` of rows ``[y0, y1)``. ``ok[i]``
-    is False where the numpy path cannot promise pycocotools' result (non-finite or
-    huge coordinates): those objects go through pycocotools itself.
-    """
-
-    cmin: I64
-    cmax: I64
-    slot0: I64
-    istart: I64
-    y0: F64
-    y1: F64
-    area: F64
-    ok: B
-
-
-def _crossings_flat(n_e: I64, base_e: I64, t0_e: I64, ys_e: F64, s_e: F64, h: F64 | float) -> tuple[I64, F64]:
-    """Slots and rows of the column crossings of flat edges (``|dx| >= |dy|``).
-
-    Crossing ``k`` of an edge is at ``t = t0 + 5k`` and keeps the smaller of the
-    walk's ``v`` at ``t`` and ``t + 1``; ``v`` is monotone in ``t`` with the sign of
-    the slope, so that is ``v(t)`` for a rising edge and ``v(t + 1)`` otherwise.
-    """
-    total = int(n_e.sum())
-    cum = np.cumsum(n_e) - n_e
-    ea = np.repeat(np.arange(len(n_e)), n_e)
-    idx = np.arange(total, dtype=np.int64)
-    slot = (base_e - cum)[ea] + idx
-    t = np.arange(total, dtype=np.float64)
-    t *= 5.0
-    t += (t0_e + (s_e < 0) - 5 * cum).astype(np.float64)[ea]
-    t *= s_e[ea]
-    t += ys_e[ea]
-    t += 0.5
-    np.trunc(t, out=t)
-    return slot, _y_of(t, h if isinstance(h, float) else h[ea])
-
-
-def _y_of(v: F64, h: F64 | float) -> F64:
-    """``rleFrPoly``'s downsampling of a walk row: ``ceil(clamp((v + .5) / 5 - .5, 0, h))``, in place."""
-    v += 0.5
-    v /= 5.0
-    v -= 0.5
-    np.clip(v, 0.0, h, out=v)
-    return np.ceil(v, out=v)
-
-
-def _rasterise(xy: F64, start: I64, npts: I64, h: I64, w: I64) -> _Raster:
-    """Rasterise single-ring polygons (``npts`` vertices from ``xy[start]``) at sizes ``h`` x ``w``.
-
-    Why not ``pycocotools.mask.frPyObjects``: it costs ~20 us per polygon in C plus
-    string encoding and decoding for every IoU call; this does the same arithmetic
-    for all polygons at once. It is ``rleFrPoly`` step by step: vertices scaled by 5
-    and truncated, each edge walked in the upsampled grid, and a column-boundary
-    point kept where the walk crosses from ``5c+2`` to ``5c+3`` (the only steps whose
-    ``(x+.5)/5-.5`` is an integer), with the same ``y`` rounding and clamping. Only
-    those crossings are generated (one per column per edge), in closed form for
-    flat edges and by a corrected estimate for steep ones. A column's crossings,
-    sorted, pair into its intervals (parity, as the RLE of the sorted points).
-    Tested equal to pycocotools on random, self-intersecting and degenerate polygons.
-    """
-    n = len(start)
-    vo, vl = _ragged(npts)
-    vstart = np.cumsum(npts) - npts
-    xi = start[vo] + 2 * vl
-    with np.errstate(invalid="ignore", over="ignore"):
-        fx = 5.0 * xy[xi] + 0.5
-        fy = 5.0 * xy[xi + 1] + 0.5
-    okv = np.isfinite(fx) & np.isfinite(fy) & (np.abs(fx) < 2e9) & (np.abs(fy) < 2e9)
-    ok = np.ones(n, np.bool_)
-    ok[vo[~okv]] = False
-    X = np.trunc(np.where(okv, fx, 0.0)).astype(np.int64)
-    Y = np.trunc(np.where(okv, fy, 0.0)).astype(np.int64)
-    nxt = np.arange(1, len(vo) + 1)
-    last = vstart + npts - 1
-    nxt[last] = vstart
-    xs, xe, ys, ye = X, X[nxt], Y, Y[nxt]
-    dx = np.abs(xe - xs)
-    dy = np.abs(ys - ye)
-    hz = dx >= dy
-    flip = (hz & (xs > xe)) | (~hz & (ys > ye))
-    xs, xe = np.where(flip, xe, xs), np.where(flip, xs, xe)
-    ys, ye = np.where(flip, ye, ys), np.where(flip, ys, ye)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = np.where(hz, (ye - ys) / np.where(dx == 0, 1, dx), (xe - xs) / np.where(dy == 0, 1, dy))
-    wv = w[vo]
-    hv = h[vo].astype(np.float64)
-    h_all: F64 | float = float(h[0]) if n and bool((h == h[0]).all()) else hv
-    xsf = xs.astype(np.float64)
-    # column range of each edge's crossings
-    a_lo = np.maximum(_cdiv(xs - 2, 5), 0)
-    a_hi = np.minimum((xe - 3) // 5, wv - 1)
-    u0 = np.trunc(xsf + s * 0.0 + 0.5)
-    u1 = np.trunc(xsf + s * dy.astype(np.float64) + 0.5)
-    b_lo = np.maximum(_cdiv(np.minimum(u0, u1).astype(np.int64) - 2, 5), 0)
-    b_hi = np.minimum((np.maximum(u0, u1).astype(np.int64) - 3) // 5, wv - 1)
-    lo = np.where(hz, a_lo, b_lo)
-    hi = np.where(hz, a_hi, b_hi)
-    n_e = np.where(hz & (dx == 0), 0, np.clip(hi - lo + 1, 0, None))
-    big = np.iinfo(np.int64).max
-    cmin = np.minimum.reduceat(np.where(n_e > 0, lo, big), vstart) if n else np.zeros(0, np.int64)
-    cmax = np.maximum.reduceat(np.where(n_e > 0, hi, -1), vstart) if n else np.zeros(0, np.int64)
-    ncol = np.where(cmax >= cmin, cmax - cmin + 1, 0)
-    cmin = np.where(ncol > 0, cmin, 0)
-    cmax = np.where(ncol > 0, cmax, -1)
-    slot0 = np.cumsum(ncol) - ncol
-    nslot = int(ncol.sum())
-    base = (slot0 - cmin)[vo] + lo  # slot of each edge's first crossing
-    fa = np.flatnonzero(hz & (n_e > 0))
-    slot_a, y_a = _crossings_flat(
-        n_e[fa],
-        base[fa],
-        5 * lo[fa] + 2 - xs[fa],
-        ys[fa].astype(np.float64),
-        s[fa],
-        h_all if isinstance(h_all, float) else hv[fa],
-    )
-    # steep edges (|dy| > |dx|): u(t) = trunc(xs + s t + .5) is monotone; find the step onto 5c+3 / 5c+2
-    fb = np.flatnonzero(~hz & (n_e > 0))
-    eb, kb = _ragged(n_e[fb])
-    cb = lo[fb][eb] + kb
-    e = fb[eb]
-    sb = s[e]
-    xb = xsf[e]
-    inc = sb > 0
-    tgt = np.where(inc, 5 * cb + 3, 5 * cb + 2).astype(np.float64)
-    est = (5 * cb + 2.5 - xb) / sb
-    dyb = dy[e].astype(np.float64)
-    t = np.clip(np.where(inc, np.ceil(est), np.floor(est) + 1.0), 1.0, dyb)
-
-    def pred(tt: F64) -> B:
-        u = np.trunc(xb + sb * tt + 0.5)
-        return np.where(inc, u >= tgt, u <= tgt)
-
-    # the estimate is right but for rounding: fix the few that are off by a step or two
-    p = pred(t)
-    bad = np.flatnonzero(~p | (pred(t - 1.0) & (t > 1.0)))
-    for _ in range(8):
-        if bad.size == 0:
-            break
-        ib, sb_, xb_, tg = inc[bad], sb[bad], xb[bad], tgt[bad]
-        tb = t[bad]
-
-        def pr(tt: F64, ib: B = ib, sb_: F64 = sb_, xb_: F64 = xb_, tg: F64 = tg) -> B:
-            u = np.trunc(xb_ + sb_ * tt + 0.5)
-            return np.where(ib, u >= tg, u <= tg)
-
-        pb, qb = pr(tb), pr(tb - 1.0) & (tb > 1.0)
-        t[bad] = np.where(~pb, tb + 1.0, np.where(qb, tb - 1.0, tb))
-        tb = t[bad]
-        bad = bad[~pr(tb) | (pr(tb - 1.0) & (tb > 1.0))]
-    if bad.size:
-        ok[vo[e[bad]]] = False
-    slot_b = base[e] + kb
-    y_b = _y_of(ys[e].astype(np.float64) + t - 1.0, h_all if isinstance(h_all, float) else hv[e])
-    slot = np.concatenate([slot_a, slot_b])
-    y = np.concatenate([y_a, y_b])
-    cnt = np.bincount(slot, minlength=nslot)
-    odd = (cnt & 1) == 1
-    if odd.any():
-        sobj = np.repeat(np.arange(n), ncol)
-        ok[sobj[odd]] = False
-        cnt = cnt - odd
-    nint = cnt >> 1
-    istart = np.zeros(nslot + 1, np.int64)
-    np.cumsum(nint, out=istart[1:])
-    y0 = np.zeros(int(istart[-1]), np.float64)
-    y1 = np.zeros(int(istart[-1]), np.float64)
-    S = np.bincount(slot, weights=y, minlength=nslot)
-    Q = np.bincount(slot, weights=y * y, minlength=nslot)
-    si = np.flatnonzero(cnt == 2)
-    D = np.rint(np.sqrt(np.maximum(2 * Q[si] - S[si] * S[si], 0.0)))
-    y0[istart[si]] = (S[si] - D) * 0.5
-    y1[istart[si]] = (S[si] + D) * 0.5
-    if (cnt > 2).any():
-        cx = np.flatnonzero(cnt[slot] > 2)
-        order = cx[np.lexsort((y[cx], slot[cx]))]
-        ss = slot[order]
-        first = np.r_[True, ss[1:] != ss[:-1]]
-        st = np.flatnonzero(first)
-        rank = np.arange(len(order)) - np.repeat(st, np.diff(np.r_[st, len(order)]))
-        keep = rank < cnt[ss]
-        order, ss, rank = order[keep], ss[keep], rank[keep]
-        pos = istart[ss] + rank // 2
-        ev = rank % 2 == 0
-        y0[pos[ev]] = y[order[ev]]
-        y1[pos[~ev]] = y[order[~ev]]
-    ln = y1 - y0
-    csum = np.zeros(len(ln) + 1)
-    np.cumsum(ln, out=csum[1:])
-    ends = slot0 + ncol
-    area = csum[istart[ends]] - csum[istart[slot0]]
-    return _Raster(cmin=cmin, cmax=cmax, slot0=slot0, istart=istart, y0=y0, y1=y1, area=area, ok=ok)
-
-
-def _raster_iou(A: _Raster, pa: I64, Bm: _Raster, pb: I64, crowd: B) -> F64:
-    """IoU of aligned pairs ``A[pa]``, ``Bm[pb]`` as pycocotools' ``rleIou``: overlap of intervals
-    in shared columns; union, or the first mask's area for crowd; 0 without overlap."""
-    lo = np.maximum(A.cmin[pa], Bm.cmin[pb])
-    hi = np.minimum(A.cmax[pa], Bm.cmax[pb])
-    n = np.clip(hi - lo + 1, 0, None)
-    p, k = _ragged(n)
-    sa = (A.slot0 - A.cmin)[pa][p] + lo[p] + k
-    sb = (Bm.slot0 - Bm.cmin)[pb][p] + lo[p] + k
-    ia = A.istart[sa]
-    ib = Bm.istart[sb]
-    na = A.istart[sa + 1] - ia
-    nb = Bm.istart[sb + 1] - ib
-    one = (na == 1) & (nb == 1)
-    ov = np.minimum(A.y1[ia], Bm.y1[ib]) - np.maximum(A.y0[ia], Bm.y0[ib])
-    ov = np.where(one, np.maximum(ov, 0.0), 0.0)
-    inter = np.bincount(p, weights=ov, minlength=len(pa))
-    multi = np.flatnonzero(~one & (na > 0) & (nb > 0))
-    if multi.size:
-        m = na[multi] * nb[multi]
-        q, r = _ragged(m)
-        j = multi[q]
-        xa = ia[j] + r // nb[j]
-        xb = ib[j] + r % nb[j]
-        o2 = np.maximum(np.minimum(A.y1[xa], Bm.y1[xb]) - np.maximum(A.y0[xa], Bm.y0[xb]), 0.0)
-        inter += np.bincount(p[j], weights=o2, minlength=len(pa))
-    aa, ab = A.area[pa], Bm.area[pb]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        o = inter / np.where(crowd, aa, aa + ab - inter)
-    return np.where(inter > 0, o, 0.0)
-
-
-_CHUNK_PAIRS = 1 << 11  # pairs per rasterisation chunk: bounds the temporary interval arrays
-_THREADS = min(4, os.cpu_count() or 1)
-
-
-def _prepare_masks(side: _Side) -> None:
-    """Decide per object whether the numpy rasteriser draws it, and at which size.
-
-    Single-ring polygons (more than 4 coordinates) and objects without segmentation
-    (their box, as ``COCO.loadRes`` makes it) go the fast way; multi-ring polygons,
-    RLE masks and degenerate rings go through pycocotools itself, so every object
-    gets exactly pycocotools' mask.
-    """
-    assert side.gold is not None
-    ann = side.batch.annotations
-    rows = side.rows
-    gi = side.gold.images
-    h = gi.height[side.img] if len(rows) else np.empty(0)
-    w = gi.width[side.img] if len(rows) else np.empty(0)
-    good = np.isfinite(h) & np.isfinite(w) & (h >= 1) & (w >= 1) & (h * w < 2**31)
-    side.size = np.stack([np.where(good, h, 1), np.where(good, w, 1)], 1).astype(np.int64)
-    kind = ann.seg_kind[rows]
-    r0 = ann.ann_ring_offsets[rows]
-    nr = ann.ann_ring_offsets[rows + 1] - r0
-    ln = (
-        ann.ring_offsets[np.minimum(r0 + 1, len(ann.ring_offsets) - 1)]
-        - ann.ring_offsets[np.minimum(r0, len(ann.ring_offsets) - 1)]
-    )
-    poly = (kind == SEG_POLYGON) & (nr == 1) & (ln > 4)
-    boxed = (kind != SEG_POLYGON) & (kind != SEG_RLE) & np.isfinite(ann.bbox[rows]).all(axis=1)
-    side.fast = good & (poly | boxed)
-
-
-def _fast_raster(side: _Side, loc: I64) -> _Raster:
-    """Rasterise the side's objects ``loc`` (all fast) in one go."""
-    ann = side.batch.annotations
-    assert side.size is not None
-    rows = side.rows[loc]
-    kind = ann.seg_kind[rows]
-    is_poly = kind == SEG_POLYGON
-    r0 = ann.ann_ring_offsets[rows]
-    start = np.where(is_poly, ann.ring_offsets[np.minimum(r0, len(ann.ring_offsets) - 1)], 0)
-    ncoord = np.where(is_poly, ann.ring_offsets[np.minimum(r0 + 1, len(ann.ring_offsets) - 1)] - start, 8)
-    npts = ncoord // 2
-    # gather the rings' coordinates (boxes become 4-vertex polygons) into one array
-    o, k = _ragged(2 * npts)
-    xy = np.empty(len(o), np.float64)
-    pm = is_poly[o]
-    xy[pm] = ann.poly_xy[start[o[pm]] + k[pm]]
-    bx = ann.bbox[rows]
-    corners = np.stack(
-        [
-            bx[:, 0],
-            bx[:, 1],
-            bx[:, 0],
-            bx[:, 1] + bx[:, 3],
-            bx[:, 0] + bx[:, 2],
-            bx[:, 1] + bx[:, 3],
-            bx[:, 0] + bx[:, 2],
-            bx[:, 1],
-        ],
-        1,
-    )
-    xy[~pm] = corners[o[~pm], k[~pm]]
-    off = np.cumsum(2 * npts) - 2 * npts
-    hw = side.size[loc]
-    return _rasterise(xy, off, npts, hw[:, 0], hw[:, 1])
-
-
-def _rles_for(side: _Side, loc: npt.NDArray[np.int64]) -> list[Any]:
-    """pycocotools RLEs of the side's objects ``loc`` (made once, then cached)."""
-    assert side.gold is not None
-    need = np.array(sorted({int(x) for x in loc.tolist()} - side.masks.keys()), np.int64)
-    if need.size:
-        for k, r in zip(need.tolist(), _to_rles(side.batch, side.rows[need], side.img[need], side.gold), strict=True):
-            side.masks[k] = r
-    return [side.masks[int(x)] for x in loc.tolist()]
-
-
-def _pair_mask_iou(ds: _Side, gs: _Side, di: I64, gi: I64, crowd: B) -> F64:
-    """Mask IoU of aligned pairs, equal to pycocotools' ``maskUtils.iou`` on COCO's masks.
-
-    Pairs of two fast objects use the numpy rasteriser, chunk by chunk in image
-    order; the rest call pycocotools once per image.
-    """
-    from pycocotools import mask as mu
-
-    out = np.zeros(len(di), np.float64)
-    if len(di) == 0:
-        return out
-    assert ds.fast is not None and gs.fast is not None
-    both = ds.fast[di] & gs.fast[gi]
-    fast = np.flatnonzero(both)
-    fast = fast[np.argsort(gs.img[gi[fast]], kind="stable")]
-
-    def work(ch: I64) -> I64:
-        ud, pd = np.unique(di[ch], return_inverse=True)
-        ug, pg = np.unique(gi[ch], return_inverse=True)
-        ra, rb = _fast_raster(ds, ud), _fast_raster(gs, ug)
-        out[ch] = _raster_iou(ra, pd, rb, pg, crowd[ch])
-        return ch[~(ra.ok[pd] & rb.ok[pg])]
-
-    chunks = [fast[c0 : c0 + _CHUNK_PAIRS] for c0 in range(0, len(fast), _CHUNK_PAIRS)]
-    slow: list[I64] = [np.flatnonzero(~both)]
-    if len(chunks) > 1 and _THREADS > 1:
-        # numpy releases the GIL in these array loops: chunks draw in parallel
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(_THREADS, len(chunks))) as ex:
-            slow += list(ex.map(work, chunks))
-    else:
-        slow += [work(ch) for ch in chunks]
-    rest = np.concatenate(slow)
-    if rest.size == 0:
-        return out
-    order = rest[np.argsort(gs.img[gi[rest]], kind="stable")]
-    bounds = np.flatnonzero(np.diff(gs.img[gi[order]])) + 1
-    for grp in np.split(order, bounds):
-        ud, dpos = np.unique(di[grp], return_inverse=True)
-        ug, gpos = np.unique(gi[grp], return_inverse=True)
-        cr = np.zeros(len(ug), np.bool_)
-        cr[gpos] = crowd[grp]  # COCO's crowd flag belongs to the golden object
-        o = mu.iou(_rles_for(ds, ud), _rles_for(gs, ug), cr.astype(np.uint8).tolist())
-        out[grp] = np.asarray(o, np.float64).reshape(len(ud), len(ug))[dpos, gpos]
-    return out
 
 
 def _pair_oks(ds: _Side, gs: _Side, di: I64, gi: I64, sigmas: tuple[float, ...] | None) -> F64:
@@ -765,7 +306,8 @@ def _similarity(ds: _Side, gs: _Side, di: I64, gi: I64, settings: MatchSettings,
     if settings.iou_type == "bbox":
         v = _pair_box_iou(_box_of(ds.batch, ds.rows[di]), _box_of(gs.batch, gs.rows[gi]), crowd)
     elif settings.iou_type == "segm":
-        v = _pair_mask_iou(ds, gs, di, gi, crowd)
+        assert ds.masks is not None and gs.masks is not None
+        v = pair_mask_iou(ds.masks, gs.masks, di, gi, crowd)
     else:
         v = _pair_oks(ds, gs, di, gi, settings.oks_sigmas)
     return np.where(np.isfinite(v), v, 0.0)
@@ -775,25 +317,214 @@ def _similarity(ds: _Side, gs: _Side, di: I64, gi: I64, settings: MatchSettings,
 # pairing and the greedy match
 
 
-def _group_pairs(dkey: I64, gkey: I64) -> tuple[I64, I64]:
-    """Every (d, g) index pair with ``dkey[d] == gkey[g]``: a ragged cartesian product."""
-    if len(dkey) == 0 or len(gkey) == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    keys, ginv = np.unique(gkey, return_inverse=True)
-    g_order = np.argsort(ginv, kind="stable")
-    g_cnt = np.bincount(ginv, minlength=len(keys))
-    g_start = np.cumsum(g_cnt) - g_cnt
-    pos = np.searchsorted(keys, dkey)
-    pos = np.clip(pos, 0, len(keys) - 1)
-    has = keys[pos] == dkey
-    d_idx = np.flatnonzero(has)
-    per = g_cnt[pos[d_idx]]
-    total = int(per.sum())
-    di = np.repeat(d_idx, per)
-    start = np.repeat(np.cumsum(per) - per, per)
-    within = np.arange(total) - start
-    gi = g_order[np.repeat(g_start[pos[d_idx]], per) + within]
-    return di.astype(np.int64), gi.astype(np.int64)
+#: Most candidate pairs (similarity at or above the threshold) kept for one match.
+#: Greedy matching needs every candidate, so an image where thousands of objects all
+#: overlap thousands of others (20,000 identical boxes) cannot be matched in bounded
+#: memory: it is refused with :class:`TooManyCandidates` (a failed gate result) instead.
+MAX_CANDIDATES = 1 << 22
+#: Pairs examined per step: bounds the temporaries whatever the image.
+_PAIR_CHUNK = 1 << 18
+
+
+class TooManyCandidates(ValueError):
+    """More candidate pairs than :data:`MAX_CANDIDATES`: the match is refused, not attempted."""
+
+
+class MissingSigmas(ValueError):
+    """Keypoint objects whose keypoint count has no OKS sigmas (``oks_sigmas`` in the rules).
+
+    ``counts``: the keypoint counts lacking sigmas. Raised before any matching work.
+    """
+
+    def __init__(self, counts: Sequence[int]) -> None:
+        self.counts = tuple(sorted({int(k) for k in counts}))
+        super().__init__(
+            "objects with " + " / ".join(str(k) for k in self.counts) + " keypoints need oks_sigmas of that length"
+        )
+
+
+def sigma_problem(batch: Batch, settings: MatchSettings, rows: npt.NDArray[Any] | None = None) -> dict[str, int]:
+    """Classes of ``batch`` (name -> keypoint count) whose objects OKS cannot score under ``settings``.
+
+    OKS needs one sigma per keypoint: ``oks_sigmas`` of that length, or COCO's 17 for
+    17-keypoint objects. Empty when every keypoint object is covered (or ``iou_type`` is
+    not keypoints), so a gate can name the class and the rule key instead of raising.
+    """
+    if settings.iou_type != "keypoints":
+        return {}
+    ann = batch.annotations
+    k = np.diff(ann.kp_offsets).astype(np.int64)
+    sel = np.ones(len(ann), np.bool_) if rows is None else _as_rows(rows, len(ann))
+    ok = {len(COCO_KEYPOINT_SIGMAS)} if settings.oks_sigmas is None else {len(settings.oks_sigmas)}
+    if settings.oks_sigmas is not None and len(settings.oks_sigmas) != len(COCO_KEYPOINT_SIGMAS):
+        ok.add(len(COCO_KEYPOINT_SIGMAS))
+    bad = sel & (k > 0) & ~np.isin(k, sorted(ok))
+    out: dict[str, int] = {}
+    for r in np.flatnonzero(bad).tolist():
+        out.setdefault(batch.category_name(r) or "<unknown>", int(k[r]))
+    return out
+
+
+def _extents(side: _Side, settings: MatchSettings) -> F64 | None:
+    """``(x0, y0, x1, y1)`` per object outside which it has no overlap with anything, or None (no pruning).
+
+    Boxes: the box (IoU > 0 needs overlapping boxes; nan or empty boxes overlap
+    nothing, exactly as their IoU is 0). Masks: the mask's extent (see
+    :class:`~annogate.masks.MaskSet`). Keypoints: OKS is positive at any distance, so
+    no pruning.
+    """
+    if settings.iou_type == "bbox":
+        b = _box_of(side.batch, side.rows)
+        return np.column_stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]])
+    if settings.iou_type == "segm":
+        assert side.masks is not None
+        return side.masks.extent
+    return None
+
+
+def _overlap_ranges(dkey: I64, de: F64, gkey: I64, ge: F64) -> tuple[I64, I64, I64, I64, I64, I64]:
+    """Ranges of x-overlapping candidates with equal keys, in O(n log n + output).
+
+    Intervals ``[a0, a1)`` and ``[b0, b1)`` overlap iff ``b0`` lies in ``[a0, a1)`` or
+    ``a0`` lies in ``(b0, b1)``: two disjoint cases, each a contiguous run of the other
+    side sorted by (key, x0). Returns, per batch object, the run of golden positions
+    (case 1) and, per golden object, the run of batch positions (case 2), with the sort
+    orders: ``(d_lo, d_hi, g_order, g_lo, g_hi, d_order)``.
+    """
+    allx = np.concatenate([de[:, 0], de[:, 2], ge[:, 0], ge[:, 2]])
+    ux, inv = np.unique(allx, return_inverse=True)
+    inv = inv.ravel().astype(np.int64)
+    nd, ng = de.shape[0], ge.shape[0]
+    r_d0, r_d1 = inv[:nd], inv[nd : 2 * nd]
+    r_g0, r_g1 = inv[2 * nd : 2 * nd + ng], inv[2 * nd + ng :]
+    span = int(ux.shape[0]) + 1
+    gk = gkey * span + r_g0
+    g_order = np.argsort(gk, kind="stable")
+    gs = gk[g_order]
+    d_lo = np.searchsorted(gs, dkey * span + r_d0, "left")
+    d_hi = np.searchsorted(gs, dkey * span + r_d1, "left")
+    dk = dkey * span + r_d0
+    d_order = np.argsort(dk, kind="stable")
+    ds = dk[d_order]
+    g_lo = np.searchsorted(ds, gkey * span + r_g0, "right")
+    g_hi = np.searchsorted(ds, gkey * span + r_g1, "left")
+    return d_lo, np.maximum(d_hi, d_lo), g_order, g_lo, np.maximum(g_hi, g_lo), d_order
+
+
+def _chunks(lengths: I64) -> list[tuple[int, int]]:
+    """Split owners into consecutive runs whose summed ``lengths`` stay near :data:`_PAIR_CHUNK`."""
+    if lengths.size == 0:
+        return []
+    c = np.cumsum(lengths)
+    out: list[tuple[int, int]] = []
+    start = 0
+    n = int(lengths.shape[0])
+    while start < n:
+        base = int(c[start - 1]) if start else 0
+        end = int(np.searchsorted(c, base + _PAIR_CHUNK, "right"))
+        end = max(end, start + 1)
+        out.append((start, min(end, n)))
+        start = end
+    return out
+
+
+def _candidates(
+    ds: _Side,
+    gs: _Side,
+    dsel: I64,
+    gsel: I64,
+    dkey: I64,
+    gkey: I64,
+    settings: MatchSettings,
+    *,
+    use_crowd: bool,
+    thr: float,
+    other_class: bool = False,
+) -> tuple[I64, I64, F64]:
+    """Pairs ``(ds[dsel[i]], gs[gsel[j]])`` with ``dkey[i] == gkey[j]`` and similarity ``>= thr``.
+
+    Why not all pairs of a group: two annotators with 8,000 boxes each on one image
+    are 64 million pairs (9 GB). With a positive threshold only overlapping objects
+    can qualify, so pairs are enumerated from a sweep over x (see
+    :func:`_overlap_ranges`), filtered on y, and scored chunk by chunk; memory is
+    O(objects + candidates), and more than :data:`MAX_CANDIDATES` candidates raise
+    :class:`TooManyCandidates`. Without pruning (threshold 0, keypoints) the group
+    pairs are scored in chunks under the same cap. ``other_class`` keeps only pairs
+    of different classes (the class-agnostic pass).
+    """
+    keep_i: list[I64] = []
+    keep_j: list[I64] = []
+    keep_v: list[F64] = []
+    kept = 0
+
+    def score(ci: I64, cj: I64) -> None:
+        nonlocal kept
+        di, gi = dsel[ci], gsel[cj]
+        if other_class:
+            diff = ds.cls[di] != gs.cls[gi]
+            di, gi = di[diff], gi[diff]
+        v = _similarity(ds, gs, di, gi, settings, use_crowd=use_crowd)
+        ok = v >= thr
+        kept += int(np.count_nonzero(ok))
+        if kept > MAX_CANDIDATES:
+            raise TooManyCandidates(
+                f"more than {MAX_CANDIDATES} candidate pairs (objects overlapping at IoU >= {settings.iou}): "
+                "an image holds thousands of mutually overlapping objects; see the geometry gate's duplicates"
+            )
+        keep_i.append(di[ok])
+        keep_j.append(gi[ok])
+        keep_v.append(v[ok])
+
+    if dsel.size == 0 or gsel.size == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+    de = _extents(ds, settings)
+    ge = _extents(gs, settings)
+    if thr > 0 and de is not None and ge is not None:
+        de, ge = de[dsel], ge[gsel]
+        with np.errstate(invalid="ignore"):
+            d_ok = (de[:, 2] > de[:, 0]) & (de[:, 3] > de[:, 1])  # nan and empty extents overlap nothing
+            g_ok = (ge[:, 2] > ge[:, 0]) & (ge[:, 3] > ge[:, 1])
+        de = np.where(d_ok[:, None], de, 0.0)
+        ge = np.where(g_ok[:, None], ge, 0.0)
+        d_lo, d_hi, g_order, g_lo, g_hi, d_order = _overlap_ranges(
+            np.where(d_ok, dkey, -1), de, np.where(g_ok, gkey, -2), ge
+        )
+        d_len = np.where(d_ok, d_hi - d_lo, 0)
+        g_len = np.where(g_ok, g_hi - g_lo, 0)
+        for a, b in _chunks(d_len):  # case 1: golden x0 within the batch object's x-range
+            ci = np.repeat(np.arange(a, b, dtype=np.int64), d_len[a:b])
+            cj = g_order[ranges(d_lo[a:b], d_lo[a:b] + d_len[a:b])]
+            y = (ge[cj, 1] < de[ci, 3]) & (de[ci, 1] < ge[cj, 3])
+            score(ci[y], cj[y])
+        for a, b in _chunks(g_len):  # case 2: batch x0 strictly within the golden object's x-range
+            cj = np.repeat(np.arange(a, b, dtype=np.int64), g_len[a:b])
+            ci = d_order[ranges(g_lo[a:b], g_lo[a:b] + g_len[a:b])]
+            y = (ge[cj, 1] < de[ci, 3]) & (de[ci, 1] < ge[cj, 3])
+            score(ci[y], cj[y])
+    else:
+        keys, g_inv = np.unique(gkey, return_inverse=True)
+        g_cnt = np.bincount(g_inv.ravel(), minlength=len(keys))
+        pos = np.clip(np.searchsorted(keys, dkey), 0, max(len(keys) - 1, 0))
+        per = (
+            np.where(keys[pos] == dkey, g_cnt[pos], 0).astype(np.int64) if len(keys) else np.zeros(len(dkey), np.int64)
+        )
+        if int(per.sum()) > 16 * MAX_CANDIDATES:
+            raise TooManyCandidates(
+                f"{int(per.sum())} object pairs to score without pruning (iou 0 or keypoints): "
+                f"more than {16 * MAX_CANDIDATES}"
+            )
+        g_order = np.argsort(g_inv.ravel(), kind="stable")
+        g_start = np.cumsum(g_cnt) - g_cnt
+        for a, b in _chunks(per):
+            ci = np.repeat(np.arange(a, b, dtype=np.int64), per[a:b])
+            st = g_start[pos[a:b]]
+            cj = g_order[ranges(st, st + per[a:b])]
+            score(ci, cj)
+    if not keep_i:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+    i, j, v = np.concatenate(keep_i), np.concatenate(keep_j), np.concatenate(keep_v)
+    o = np.lexsort((j, i))  # deterministic order whatever the enumeration
+    return i[o], j[o], v[o]
 
 
 def _greedy(d_rank: I64, g: I64, pref: tuple[npt.NDArray[Any], ...], crowd: B, n_gold: int) -> tuple[I64, I64]:
@@ -990,9 +721,8 @@ def match(
     live_d = np.flatnonzero(~trunc)
 
     if st.iou_type == "segm":
-        ds.gold = gs.gold = golden
-        _prepare_masks(ds)
-        _prepare_masks(gs)
+        ds.masks = MaskSet.build(batch, ds.rows, ds.img, golden)
+        gs.masks = MaskSet.build(golden, gs.rows, gs.img, golden)
 
     thr = min(st.iou, 1 - 1e-10)
     b_status = np.zeros(nb, np.int8)
@@ -1005,11 +735,9 @@ def match(
     n_cls = int(max(ds.cls.max(initial=0), gs.cls.max(initial=0))) + 4
     dkey = ds.img[live_d] * n_cls + (ds.cls[live_d] + 3)
     gkey = gs.img * n_cls + (gs.cls + 3)
-    pi, pj = _group_pairs(dkey, gkey)
-    pi = live_d[pi]
-    v = _similarity(ds, gs, pi, pj, st, use_crowd=True)
-    cand = v >= thr
-    pi, pj, v = pi[cand], pj[cand], v[cand]
+    pi, pj, v = _candidates(
+        ds, gs, live_d, np.arange(len(gro), dtype=np.int64), dkey, gkey, st, use_crowd=True, thr=thr
+    )
     d1, k1 = _greedy(d_pos[pi], pj, (g_pos[pj], v, ~gs.ignore[pj]), gs.crowd[pj], len(gro))
     m_d, m_g, m_v = pi[k1], pj[k1], v[k1]
     # d1 (processing order) ascending within the chosen set sorted -> later absorptions overwrite
@@ -1038,13 +766,7 @@ def match(
     if st.class_agnostic:
         ld = np.flatnonzero(b_status[bro] == Status.UNMATCHED)
         lg = np.flatnonzero(g_status[gro] == Status.UNMATCHED)
-        qi, qj = _group_pairs(ds.img[ld], gs.img[lg])
-        qi, qj = ld[qi], lg[qj]
-        diff = ds.cls[qi] != gs.cls[qj]
-        qi, qj = qi[diff], qj[diff]
-        w = _similarity(ds, gs, qi, qj, st, use_crowd=False)
-        cand = w >= thr
-        qi, qj, w = qi[cand], qj[cand], w[cand]
+        qi, qj, w = _candidates(ds, gs, ld, lg, ds.img[ld], gs.img[lg], st, use_crowd=False, thr=thr, other_class=True)
         rank2, _ = _rank_within([ds.img], ds.order)  # score order within image, class-agnostic
         _, k2 = _greedy(rank2[qi], qj, (g_pos[qj], w), np.zeros(len(qj), np.bool_), len(gro))
         b_status[bro[qi[k2]]] = Status.MISLABELLED
@@ -1053,6 +775,14 @@ def match(
         g_status[gro[qj[k2]]] = Status.MISLABELLED
         g_match[gro[qj[k2]]] = bro[qi[k2]]
 
+    bad_b = np.empty(0, np.int64)
+    bad_g = np.empty(0, np.int64)
+    why: dict[str, int] = {}
+    if ds.masks is not None and gs.masks is not None:
+        bad_b, bad_g = bro[ds.masks.invalid], gro[gs.masks.invalid]
+        for ms in (ds.masks, gs.masks):
+            for k, c in ms.reason_counts().items():
+                why[k] = why.get(k, 0) + c
     bimg = np.full(len(batch.images), -1, np.int64)
     bimg[hit] = b2g[hit]
     return MatchResult(
@@ -1065,5 +795,7 @@ def match(
         batch_image=bimg,
         gold_image=g2b,
         images=evaluated,
-        meta={"candidate_pairs": len(pi)},
+        unmatchable_batch=bad_b,
+        unmatchable_gold=bad_g,
+        meta={"candidate_pairs": len(pi), "unmatchable": {"batch": len(bad_b), "golden": len(bad_g)}, "reasons": why},
     )
