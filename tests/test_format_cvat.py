@@ -91,10 +91,11 @@ def test_every_shape_kind() -> None:
     line = _row(b, "polyline")
     assert a.keypoints_of(line).tolist() == [[0, 0, 1], [10, 10, 1], [20, 0, 1]]
     assert a.seg_kind[line] == 0 and a.rings(line) == []
-    np.testing.assert_array_equal(a.bbox[line], [0, 0, 20, 10])
+    assert np.isnan(a.bbox[line]).all()  # no box: the gates read an all-nan box as absent
     pts = _row(b, "points")
     assert b.category_name(pts) is None  # unlabelled shape
     assert a.keypoints_of(pts).tolist() == [[5, 6, 2]]
+    assert np.isnan(a.bbox[pts]).all()  # a single point would otherwise be a zero-size box
 
     # ellipse: a polygon, axis-aligned extent, rotation inside the polygon
     ell = _row(b, "ellipse")
@@ -280,6 +281,18 @@ def test_problem_fixture_names_rule_and_line(path: Path) -> None:
     # no drawn object is hidden: every shape element is still an object
     n_shapes = sum(len(re.findall(rf"<{t}\b", "\n".join(text))) for t in ("box", "polygon", "mask", "skeleton"))
     assert len(b.annotations) == n_shapes - (1 if rule == "duplicate_frame" else 0)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1e400", "ninety"])
+def test_non_finite_rotation_is_a_problem_and_reads_as_zero(value: str, tmp_path: Path) -> None:
+    text = (VALID / "all_shapes.xml").read_text("utf-8").replace('rotation="30"', f'rotation="{value}"')
+    p = tmp_path / "rot.xml"
+    p.write_text(text, "utf-8")
+    b = load_cvat(p)
+    box = _row(b, "box")
+    assert [(q.rule, q.line) for q in b.problems] == [("bad_number", int(b.annotations.line[box]))]
+    assert b.annotations.rotation is None or b.annotations.rotation[box] == 0.0
+    np.testing.assert_array_equal(b.annotations.bbox[box], [10, 20, 40, 20])
 
 
 def test_bad_number_is_nan_not_dropped() -> None:
@@ -481,3 +494,65 @@ def test_openvinotoolkit_datumaro_cvat_fixtures_load(rel: str) -> None:
             f"{s}/{n}" for s in ("Test", "Train", "Validation") for n in ("img0.jpg", "img1.jpg")
         )
         assert b.annotators == ()
+
+
+# -- attacker: every attribute value replaced by something nasty ------------------------
+
+_NASTY = ("", "nan", "-1", "1e400", "9" * 30, "x", "1,2;3", "-0", "0x10", "99999999999999999999,1")
+
+
+@pytest.mark.parametrize("name", ["all_shapes.xml", "video.xml"])
+def test_no_attribute_value_crashes_the_reader(name: str, tmp_path: Path) -> None:
+    """Each XML attribute value in turn replaced by each nasty value: a Batch, never an exception."""
+    text = (VALID / name).read_text("utf-8")
+    body = text.index("<annotations>")
+    spans = [m.span(1) for m in re.finditer(r'\s[\w-]+="([^"]*)"', text) if m.start() > body]
+    assert len(spans) > 50
+    p = tmp_path / name
+    for k, (s0, s1) in enumerate(spans):
+        for bad in (_NASTY[k % len(_NASTY)], _NASTY[(k * 7 + 3) % len(_NASTY)]):
+            p.write_text(text[:s0] + bad + text[s1:], "utf-8")
+            b = load_cvat(p)
+            assert isinstance(b, Batch)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"<!--" * 250_000,  # an unterminated comment run
+        b"<!DOCTYPE a [" + b"]" * 1_000_000,  # brackets never followed by ">"
+        b" " * 1_000_000 + b"<annotations",
+    ],
+)
+def test_sniff_is_linear_on_adversarial_heads(head: bytes) -> None:
+    assert looks_like_cvat(Path("x.xml"), head) is False
+
+
+def _geometry_rules(path: Path) -> list[tuple[str, int | None]]:
+    from annogate.checks.geometry import run
+    from annogate.gates import GateContext
+
+    b = load_cvat(path)
+    res = run(b, GateContext(section={}, rules={}, base_dir=path.parent, load=load_batch))
+    return sorted((f.rule, f.line) for f in res.findings)
+
+
+def test_clean_shapes_raise_no_geometry_finding() -> None:
+    """The mapping itself creates no defect: every shape of the fixture is well inside its image."""
+    assert _geometry_rules(VALID / "all_shapes.xml") == []
+    assert _geometry_rules(VALID / "video.xml") == []
+
+
+def test_one_visible_skeleton_node_has_no_box(tmp_path: Path) -> None:
+    text = (
+        (VALID / "all_shapes.xml")
+        .read_text("utf-8")
+        .replace('points label="tip" occluded="1"', 'points label="tip" outside="1"')
+    )
+    p = tmp_path / "one_node.xml"
+    p.write_text(text, "utf-8")
+    b = load_cvat(p)
+    sk = _row(b, "skeleton")
+    assert b.annotations.keypoints_of(sk).tolist() == [[0, 0, 0], [20, 21, 2], [0, 0, 0]]
+    assert np.isnan(b.annotations.bbox[sk]).all()
+    assert _geometry_rules(p) == []

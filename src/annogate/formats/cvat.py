@@ -14,11 +14,14 @@ Mapping (pixels, top-left origin, as :mod:`annogate.model` defines):
   with ``bbox`` the unrotated box (:func:`rotated_box_corners` gives the corners).
 * ``<polygon>``: one ring.
 * ``<polyline>``, ``<points>`` and ``<cuboid>``: *keypoint-like* objects, each vertex an
-  ``(x, y, v)`` triple (``v`` = 1 when the shape is occluded, else 2), ``bbox`` their
-  extent. Why not polygons: they are open or unordered point sets, so as a ring the
-  geometry gate would call a zig-zag line self-intersecting and a straight one of zero
-  area; as keypoints every vertex is still checked against the image and the extent
-  still matches against a golden box. ``attributes["shape"]`` says which shape it was.
+  ``(x, y, v)`` triple (``v`` = 1 when the shape is occluded, else 2). Why not polygons:
+  they are open or unordered point sets, so as a ring the geometry gate would call a
+  zig-zag line self-intersecting and a straight one of zero area; as keypoints every
+  vertex is still checked against the image. Polylines and points carry no box (all
+  ``nan``, which the gates read as absent): they have no area, and their extent as a
+  box would make every single point and straight line a ``box_nonpositive`` defect. A
+  cuboid's box is the extent of its 8 corners. ``attributes["shape"]`` says which shape
+  it was.
 * ``<ellipse>``: ``cx, cy, rx, ry, rotation`` -> a polygon of
   :data:`ELLIPSE_VERTICES` vertices (so mask IoU and area are right), ``bbox`` its
   axis-aligned extent and no row rotation (the rotation is in the polygon; a rotated
@@ -30,7 +33,8 @@ Mapping (pixels, top-left origin, as :mod:`annogate.model` defines):
   over the whole image (:func:`cvat_rle_to_coco`); ``bbox`` is the mask's tight extent.
 * ``<skeleton>``: keypoints in the order the label's sublabels are declared in
   ``<meta>`` (not the XML order of the nodes); a node ``outside`` or missing is
-  ``(0, 0, 0)``, ``occluded`` is ``v = 1``, else ``v = 2``. The category's keypoint
+  ``(0, 0, 0)``, ``occluded`` is ``v = 1``, else ``v = 2``; ``bbox`` is the extent of the
+  labelled nodes (the scale OKS needs), absent when that is empty (one visible node). The category's keypoint
   names are the sublabel names and its skeleton the SVG edges
   (``data-node-from``/``data-node-to`` via the circles' ``data-node-id`` ->
   ``data-label-name``) as 0-based pairs.
@@ -109,6 +113,7 @@ _CUBOID_KEYS = tuple(f"{c}{k}" for k in "12" for c in ("xtl", "ytl", "xbl", "ybl
 _TRUE = frozenset({"1", "true"})
 _FALSE = frozenset({"0", "false"})
 _NAN = float("nan")
+_ABSENT_BOX = (_NAN, _NAN, _NAN, _NAN)  # the geometry gate reads an all-nan box as "no box"
 
 _ROOT = re.compile(rb"^(?:\s|<\?xml[^>]*\?>|<!--.*?-->|<!DOCTYPE[^\[>]*(?:\[.*?\])?\s*>)*<annotations[\s>/]", re.DOTALL)
 _META = re.compile(rb"<(?:version|meta)[\s>]")
@@ -132,7 +137,7 @@ def looks_like_cvat(path: Path, head: bytes) -> bool:
             head = head.decode("utf-16").encode("utf-8", "replace")
         except UnicodeDecodeError:
             return False
-    head = head.removeprefix(b"\xef\xbb\xbf")
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     return _ROOT.match(head) is not None and _META.search(head) is not None
 
 
@@ -143,8 +148,9 @@ def rotated_box_corners(x: float, y: float, w: float, h: float, rotation: float)
     is how CVAT rotates a box; returns a (4, 2) array of x, y.
     """
     cx, cy = x + w / 2.0, y + h / 2.0
-    t = math.radians(rotation)
-    c, s = math.cos(t), math.sin(t)
+    t = np.radians(rotation)
+    with np.errstate(invalid="ignore"):
+        c, s = float(np.cos(t)), float(np.sin(t))
     d = np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]], np.float64)
     return np.stack([cx + d[:, 0] * c - d[:, 1] * s, cy + d[:, 0] * s + d[:, 1] * c], axis=1)
 
@@ -153,8 +159,9 @@ def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, rotation: float 
     """Flat ring of :data:`ELLIPSE_VERTICES` points on the ellipse, rotated clockwise (y down)."""
     a = np.linspace(0.0, 2 * math.pi, ELLIPSE_VERTICES, endpoint=False)
     px, py = rx * np.cos(a), ry * np.sin(a)
-    t = math.radians(rotation)
-    c, s = math.cos(t), math.sin(t)
+    t = np.radians(rotation)
+    with np.errstate(invalid="ignore"):
+        c, s = float(np.cos(t)), float(np.sin(t))  # nan (not an exception) for a non-finite angle
     xs, ys = cx + px * c - py * s, cy + px * s + py * c
     out = np.empty(2 * ELLIPSE_VERTICES, np.float64)
     out[0::2], out[1::2] = xs, ys
@@ -181,17 +188,21 @@ def cvat_rle_to_coco(
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"mask patch {width}x{height} is empty")
+    if image_width <= 0 or image_height <= 0 or image_width * image_height >= 1 << 32:
+        raise ValueError(f"mask on a {image_width}x{image_height} image: a COCO RLE holds fewer than 2**32 pixels")
     if width * height > MAX_MASK_PIXELS:
         raise ValueError(f"mask patch {width}x{height} exceeds the {MAX_MASK_PIXELS}-pixel limit")
     if left < 0 or top < 0 or left + width > image_width or top + height > image_height:
         raise ValueError(
             f"mask patch at ({left}, {top}) of {width}x{height} lies outside the {image_width}x{image_height} image"
         )
-    c = np.asarray(counts, np.int64)
-    if c.size == 0:
+    if not counts:
         raise ValueError("mask has no run lengths")
-    if (c < 0).any():
+    if min(counts) < 0:
         raise ValueError("mask has a negative run length")
+    if max(counts) > width * height:  # also keeps the int64 sum below from wrapping
+        raise ValueError(f"mask run length {max(counts)} exceeds the {width}x{height} patch")
+    c = np.asarray(counts, np.int64)
     total = int(c.sum())
     if total != width * height:
         raise ValueError(f"mask run lengths sum to {total}, the {width}x{height} patch has {width * height} pixels")
@@ -345,6 +356,20 @@ class _Reader:
         except ValueError:
             self.problem("bad_number", f"<{el.tag}> {key}={raw!r} is not a number", el, pointer=pointer)
             return _NAN
+
+    def rotation(self, el: ET.Element, pointer: str) -> float:
+        """Degrees; a bad or non-finite angle is a problem and reads as 0 (the column stays usable)."""
+        raw = el.get("rotation")
+        if raw is None:
+            return 0.0
+        try:
+            r = float(raw)
+        except ValueError:
+            r = _NAN
+        if math.isfinite(r):
+            return r
+        self.problem("bad_number", f"<{el.tag}> rotation={raw!r} is not a finite number", el, pointer=pointer)
+        return 0.0
 
     def flag(self, el: ET.Element, key: str, pointer: str) -> bool:
         raw = el.get(key)
@@ -572,19 +597,20 @@ class _Reader:
             x0, y0 = self.number(el, "xtl", pointer), self.number(el, "ytl", pointer)
             x1, y1 = self.number(el, "xbr", pointer), self.number(el, "ybr", pointer)
             kw["bbox"] = (x0, y0, x1 - x0, y1 - y0)
-            kw["rotation"] = self.number(el, "rotation", pointer, default=0.0)
+            kw["rotation"] = self.rotation(el, pointer)
         elif tag == "polygon":
             ring = self.points(el, pointer)
             kw["polygons"] = [ring] if ring else []
         elif tag in ("polyline", "points"):
             kw["keypoints"] = self._vertices(self.points(el, pointer), occluded)
+            kw["bbox"] = _ABSENT_BOX
         elif tag == "cuboid":
             xy = [self.number(el, k, pointer) for k in _CUBOID_KEYS]
             kw["keypoints"] = self._vertices(xy, occluded)
         elif tag == "ellipse":
             cx, cy = self.number(el, "cx", pointer), self.number(el, "cy", pointer)
             rx, ry = self.number(el, "rx", pointer), self.number(el, "ry", pointer)
-            rot = self.number(el, "rotation", pointer, default=0.0)
+            rot = self.rotation(el, pointer)
             attrs["ellipse"] = (cx, cy, rx, ry, rot)
             kw["polygons"] = [ellipse_polygon(cx, cy, rx, ry, rot)]
             if not all(math.isfinite(v) for v in (cx, cy, rx, ry, rot)):
@@ -594,7 +620,8 @@ class _Reader:
         elif tag == "skeleton":
             if nodes is None:
                 nodes = self._node_elements(el, label, pointer)
-            kw["keypoints"] = self._skeleton(el, cat, nodes, pointer)
+            kw["keypoints"] = kp = self._skeleton(el, cat, nodes, pointer)
+            kw["bbox"] = _extent(kp)
         self.b.add_annotation(
             image=image,
             category=cat,
@@ -786,13 +813,14 @@ class _Reader:
                     "no <original_size> in <meta>: frame sizes unknown, so nothing is checked against the image",
                     self.root.find("meta"),
                 )
-            if frames is not None and len(frames) <= MAX_FRAMES:
+            n_frames = 0 if frames is None else max(0, (frames.stop - frames.start - 1) // frames.step + 1)
+            if frames is not None and n_frames <= MAX_FRAMES:
                 for f in frames:
                     self._frame(f, frame_image, w, h)
             elif frames is not None:
                 self.problem(
                     "frame_outside_task",
-                    f"{len(frames)} frames exceed the {MAX_FRAMES}-frame limit: only frames with shapes become images",
+                    f"{n_frames} frames exceed the {MAX_FRAMES}-frame limit: only frames with shapes become images",
                     self.root.find("meta"),
                 )
         annotator = self.assignee(None)
@@ -875,6 +903,16 @@ class _Reader:
                     if j >= 0:
                         nodes[name] = ps[j]
             self.shape(el, image=image, label=label, pointer=p, annotator=annotator, extra=extra, nodes=nodes)
+
+
+def _extent(kp: Sequence[float]) -> tuple[float, float, float, float]:
+    """Box around the labelled (v > 0) keypoints, or absent when that box is empty."""
+    xs = [kp[j] for j in range(0, len(kp) - 2, 3) if kp[j + 2] > 0]
+    ys = [kp[j + 1] for j in range(0, len(kp) - 2, 3) if kp[j + 2] > 0]
+    if not xs or not all(math.isfinite(v) for v in xs + ys):
+        return _ABSENT_BOX
+    x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else _ABSENT_BOX
 
 
 def _float_or_none(s: str | None) -> float | None:
