@@ -185,6 +185,7 @@ class _Reader:
         self.read_files: list[Path] = []
         self.root = path if path.is_dir() else path.parent
         self.last_outside = False
+        self._real_dirs: dict[Path, str] = {}
         self._sizes: dict[Path, tuple[float, float] | str] = {}
 
     # problems ------------------------------------------------------------------------
@@ -460,8 +461,27 @@ class _Reader:
                 lay.splits.append((ref, config, line))
 
     def allowed(self, path: Path) -> bool:
-        """Whether the reader may open ``path``: inside the dataset folder (or ``images_dir``), symlinks resolved."""
-        return _inside(path, self.root) or (self.images_dir is not None and _inside(path, self.images_dir))
+        """Whether the reader may open ``path``: inside the dataset folder (or ``images_dir``), symlinks resolved.
+
+        Folder resolutions are cached, so this costs one ``lstat`` per file rather than one per path component.
+        """
+        try:
+            parent = self._real_dirs.get(path.parent)
+            if parent is None:
+                parent = self._real_dirs[path.parent] = os.path.realpath(path.parent)
+            real = os.path.realpath(path) if os.path.islink(path) else os.path.join(parent, path.name)
+            bases = [self._real(self.root)]
+            if self.images_dir is not None:
+                bases.append(self._real(self.images_dir))
+        except (OSError, RuntimeError, ValueError):
+            return False
+        return any(real == b or real.startswith(b.rstrip(os.sep) + os.sep) for b in bases)
+
+    def _real(self, d: Path) -> str:
+        got = self._real_dirs.get(d)
+        if got is None:
+            got = self._real_dirs[d] = os.path.realpath(d)
+        return got
 
     # images ---------------------------------------------------------------------------
     def size_of(self, path: Path | None) -> tuple[float, float] | str:
@@ -554,7 +574,7 @@ def load_yolo(
     if not items and only is None:
         raise LoadError("no YOLO label files or images found", path=path)
     _convert(r, lay, items)
-    files = [p for p in r.read_files if _inside(p, root)]
+    files = [p for p in r.read_files if p.is_relative_to(root)]
     return r.b.build(sha256=sha256_of_files(sorted(set(files)), root=root), pointer_base=None)
 
 
