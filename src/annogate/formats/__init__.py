@@ -56,7 +56,7 @@ class Format:
 
 
 # One module per format, each exposing ``FORMAT``; detection tries them in this order.
-BUILTIN_FORMAT_MODULES: tuple[str, ...] = ("coco", "voc", "cvat", "labelstudio", "labelme")
+BUILTIN_FORMAT_MODULES: tuple[str, ...] = ("coco", "voc", "cvat", "labelstudio", "yolo", "labelme")
 
 
 def _builtin_formats() -> tuple[Format, ...]:
