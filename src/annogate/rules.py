@@ -3,15 +3,21 @@
 Rules live in ``[tool.annogate]`` of a ``pyproject.toml`` or at the top level of an
 ``annogate.toml`` (the nearest one above the batch wins), or in a file given with
 ``--annogate-rules``. A rules file may start from built-in packs (``pack =
-"detection"``) kept in the project's top-level ``rules/`` folder. Everything is
-validated against a JSON Schema composed from each gate's own section schema, so a
-misspelt key is an error that names the key and the file, not a silent default.
+"detection"``) kept in the project's top-level ``rules/`` folder, or from a TOML
+file inside its own folder tree (``pack = "team/base.toml"``): never from anywhere
+else on the disk, so a rules file cannot pull in limits from outside the repository.
+Everything is validated against a JSON Schema composed from each gate's own section
+schema, so a misspelt key is an error that names the key and the file, not a silent
+default. Every number must be finite (TOML allows ``nan`` and ``inf``, which would
+turn each threshold comparison into a silent pass or fail) and nesting is shallow.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import math
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +32,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["PACKS_DIR", "Rules", "RulesError", "find_rules_file", "load_rules", "packs_dir", "rules_schema"]
+__all__ = ["Rules", "RulesError", "find_rules_file", "load_rules", "packs_dir", "rules_schema"]
 
 RULES_FILE = "annogate.toml"
+MAX_DEPTH = 32  # nesting of tables/arrays in a rules file; the deepest real rule is 4
+_PACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 class RulesError(ValueError):
@@ -43,9 +51,6 @@ def packs_dir() -> Path:
         if (cand / "detection.toml").is_file():
             return cand
     raise RulesError("built-in rule packs not found (annogate installation is incomplete)")
-
-
-PACKS_DIR = packs_dir
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,18 +131,46 @@ def find_rules_file(start: Path) -> Path | None:
 def _has_tool_section(pp: Path) -> bool:
     try:
         return "annogate" in tomllib.loads(pp.read_text("utf-8")).get("tool", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, ValueError):
         return False
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text("utf-8"))
-        return data
     except tomllib.TOMLDecodeError as e:
         raise RulesError(f"{path}: not valid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise RulesError(f"{path}: not valid TOML: not UTF-8 ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise RulesError(f"{path}: not valid TOML: nested too deeply") from None
+    except OSError as e:
         raise RulesError(f"{path}: cannot read rules: {e}") from None
+    return data
+
+
+def _check_values(data: Any, where: str) -> None:
+    """Every number finite and nesting shallow, over the whole parsed file (not key by key).
+
+    Why generic: any threshold, tolerance, price or rate compared against ``nan``
+    passes or fails silently, and ``inf`` disables a limit; a new gate's keys are
+    covered without listing them. Iterative, so deep nesting cannot overflow here.
+    """
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise RulesError(f"{where}: {_key(path[:MAX_DEPTH])}...: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RulesError(f"{where}: bad value for {_key(path)}: {value} (numbers in rules must be finite)")
+        if isinstance(value, dict):
+            stack.extend((v, (*path, str(k))) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*path, str(i))) for i, v in enumerate(value))
+
+
+def _key(path: tuple[str, ...]) -> str:
+    return ".".join(path) or "(top level)"
 
 
 def _user_rules(path: Path) -> dict[str, Any]:
@@ -147,7 +180,9 @@ def _user_rules(path: Path) -> dict[str, Any]:
         data = tool.get("annogate", {}) if isinstance(tool, dict) else {}
         if not isinstance(data, dict):
             raise RulesError(f"{path}: [tool.annogate] must be a table")
+        _check_values(data, str(path))
         return data
+    _check_values(doc, str(path))
     return doc
 
 
@@ -170,7 +205,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 def _validate(data: Mapping[str, Any], schema: Mapping[str, Any], where: str) -> None:
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     if not errors:
         return
     e = errors[0]
@@ -180,6 +215,30 @@ def _validate(data: Mapping[str, Any], schema: Mapping[str, Any], where: str) ->
         where_key = f"{key}." if e.absolute_path else ""
         raise RulesError(f"{where}: unknown key {where_key}{extra[0] if extra else '?'} ({e.message})")
     raise RulesError(f"{where}: bad value for {key}: {e.message}")
+
+
+def _pack_file(name: str, rules_file: Path | None, where: str) -> Path:
+    """The file a ``pack`` names: a built-in pack, or a TOML file inside the rules file's folder tree.
+
+    Absolute paths, ``..`` and symlinks leading out of that tree are refused, so a
+    rules file cannot load (and be weakened by) any TOML elsewhere on the disk.
+    """
+    if _PACK_NAME.fullmatch(name):
+        pfile = packs_dir() / f"{name}.toml"
+        if pfile.is_file():
+            return pfile
+        avail = ", ".join(sorted(p.stem for p in packs_dir().glob("*.toml")))
+        raise RulesError(f"{where}: unknown key value pack = {name!r} (built-in packs: {avail})")
+    root = rules_file.parent if rules_file is not None else None
+    if root is None or Path(name).is_absolute() or ".." in Path(name).parts or not name.endswith(".toml"):
+        raise RulesError(
+            f"{where}: bad value for pack: {name!r} is neither a built-in pack nor a relative path to a .toml "
+            "file inside the rules file's folder"
+        )
+    pfile = (root / name).resolve()
+    if not pfile.is_relative_to(root) or not pfile.is_file():
+        raise RulesError(f"{where}: bad value for pack: {name!r} is not a file inside {root}")
+    return pfile
 
 
 def load_rules(
@@ -206,11 +265,10 @@ def load_rules(
     packs: Sequence[str] = [packs_v] if isinstance(packs_v, str) else list(packs_v or [])
     merged: dict[str, Any] = {}
     for name in packs:
-        pfile = packs_dir() / f"{name}.toml"
-        if not pfile.is_file():
-            avail = ", ".join(sorted(p.stem for p in packs_dir().glob("*.toml")))
-            raise RulesError(f"{where}: unknown key value pack = {name!r} (built-in packs: {avail})")
-        pdata = _normalise(_read_toml(pfile))
+        pfile = _pack_file(name, path, where)
+        pdata = _normalise(_user_rules(pfile))
+        if "pack" in pdata:
+            raise RulesError(f"{pfile}: a pack cannot name further packs (pack = {pdata['pack']!r})")
         _validate(pdata, schema, str(pfile))
         merged = _merge(merged, pdata)
         raw += pfile.read_bytes()
