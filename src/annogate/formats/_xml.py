@@ -243,7 +243,7 @@ def parse_xml(source: Path | bytes, *, limits: XMLLimits = DEFAULT_LIMITS) -> XE
     builder.expat = expat
     # Straight from expat to the builder (ElementTree's pure-Python relay per event
     # doubles the cost); defusedxml's DTD/entity/external handlers stay installed.
-    expat.ordered_attributes = 0
+    expat.ordered_attributes = False
     expat.StartElementHandler = builder.start
     expat.EndElementHandler = builder.end
     fed = 0
