@@ -278,7 +278,10 @@ def test_problem_fixture_names_rule_and_line(path: Path) -> None:
     got = [(p.rule, p.line) for p in b.problems]
     assert (rule, line) in got, got
     assert all(p.line for p in b.problems), "every problem names its line"
-    # no drawn object is hidden: every shape element is still an object
+    # no drawn object is hidden: every shape element is still an object (or, when it is
+    # somewhere CVAT never puts shapes, reported as unknown_element above)
+    if rule == "unknown_element":
+        return
     n_shapes = sum(len(re.findall(rf"<{t}\b", "\n".join(text))) for t in ("box", "polygon", "mask", "skeleton"))
     assert len(b.annotations) == n_shapes - (1 if rule == "duplicate_frame" else 0)
 

@@ -855,7 +855,13 @@ class _Reader:
         # state on a frame is its latest shape at or before that frame (CVAT keeps a
         # track's state until its next keyframe; ``outside`` ends it).
         sub_tracks: dict[str, tuple[list[int], list[ET.Element]]] = {}
+        is_skeleton = tr.find("skeleton") is not None
         for st in tr.findall("track"):
+            # nothing inside a track may pass unread: only skeleton tracks hold node tracks of <points>
+            for p in st:
+                if not is_skeleton or p.tag != "points":
+                    where = "a skeleton's node track" if is_skeleton else "a track without <skeleton> shapes"
+                    self.problem("unknown_element", f"<{p.tag}> in {where} is not read", p, pointer=ptr)
             entries = sorted(
                 ((f, p) for p in st if (f := _int_or_none(p.get("frame"))) is not None), key=lambda t: t[0]
             )
