@@ -858,10 +858,10 @@ class _Reader:
         is_skeleton = tr.find("skeleton") is not None
         for st in tr.findall("track"):
             # nothing inside a track may pass unread: only skeleton tracks hold node tracks of <points>
-            for p in st:
-                if not is_skeleton or p.tag != "points":
+            for node_el in st:
+                if not is_skeleton or node_el.tag != "points":
                     where = "a skeleton's node track" if is_skeleton else "a track without <skeleton> shapes"
-                    self.problem("unknown_element", f"<{p.tag}> in {where} is not read", p, pointer=ptr)
+                    self.problem("unknown_element", f"<{node_el.tag}> in {where} is not read", node_el, pointer=ptr)
             entries = sorted(
                 ((f, p) for p in st if (f := _int_or_none(p.get("frame"))) is not None), key=lambda t: t[0]
             )
