@@ -64,10 +64,25 @@ def test_columns_match_stdlib_at_any_block_size(path: Path, block: int, monkeypa
         assert b.images.line.tolist() == _expected_lines(path, "images")
 
 
-def test_minified_file_has_line_one_and_pointers() -> None:
+def test_minified_file_has_no_line_but_exact_pointers(tmp_path: Path) -> None:
+    """Line 1 for every element of a minified file is useless: no line, an exact pointer."""
+    from annogate.engine import Engine
+
     b = load_batch(DATA / "valid" / "coco" / "minified.json")
-    assert set(b.annotations.line.tolist()) == {1}
+    assert set(b.annotations.line.tolist()) == {0} and set(b.images.line.tolist()) == {0}
     assert b.pointer(2) == "/annotations/2"
+    doc = json.loads((DATA / "invalid" / "coco" / "dangling_image_id__no_such_image.json").read_text())
+    doc["annotations"][1]["bbox"][2] = "3"
+    p = tmp_path / "min.json"
+    p.write_text(json.dumps(doc, separators=(",", ":")))
+    found = {(f.rule, f.pointer, f.line) for f in Engine().run_gate(p, "schema").findings}
+    assert found == {("dangling_image_id", "/annotations/1", None), ("schema", "/annotations/1/bbox/2", None)}
+    # one annotation per line: its line is exact again
+    anns = ",\n".join(json.dumps(a) for a in doc["annotations"])
+    rest = ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in doc.items() if k != "annotations")
+    p.write_text("{" + rest + ',"annotations":[\n' + anns + "\n]}")
+    found = {(f.rule, f.line) for f in Engine().run_gate(p, "schema").findings}
+    assert found == {("dangling_image_id", 3), ("schema", 3)}
 
 
 def test_annotator_columns() -> None:
@@ -170,9 +185,7 @@ def _hiding_text(variant: str) -> str:
 
 @pytest.mark.parametrize("block", [1, 5, 64, 1 << 20])
 @pytest.mark.parametrize("variant", sorted(_HIDING))
-def test_keys_spelt_any_way_are_read(
-    tmp_path: Path, variant: str, block: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_keys_spelt_any_way_are_read(tmp_path: Path, variant: str, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jsonscan, "_BLOCK", block)
     p = tmp_path / "b.json"
     p.write_text(_hiding_text(variant))

@@ -548,9 +548,22 @@ def _int64(values: list[int | None]) -> tuple[npt.NDArray[np.int64], npt.NDArray
 
 
 def _lines(parts: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.int32]:
+    """Each element's 1-based line, or 0 where the line does not single it out.
+
+    In a minified file every element starts on line 1: a finding at ``file:1`` would
+    send the reader to the whole file, so a line shared with a neighbouring element
+    is dropped (findings then carry only the exact JSON pointer).
+    """
     if not parts:
         return np.empty(0, np.int32)
-    return np.concatenate(parts).astype(np.int32)
+    ln = np.concatenate(parts).astype(np.int32)
+    if ln.size > 1:
+        same = ln[1:] == ln[:-1]
+        shared = np.zeros(ln.size, np.bool_)
+        shared[1:] |= same
+        shared[:-1] |= same
+        ln[shared] = 0
+    return ln
 
 
 def _resolve(
