@@ -531,3 +531,97 @@ def test_hostile_rle_does_not_crash(write_coco: Callable[..., Path]) -> None:
     rules = {(f.rule, f.annotation_id) for f in result.findings}
     assert rules == {("rle_undecodable", 1), ("rle_undecodable", 2), ("rle_undecodable", 3), ("rle_undecodable", 4)}
     assert result.metrics["rle_masks"] == 4
+
+
+# --------------------------------------------------------------------------- hostile duplicates (issue 8)
+
+
+def _boxes_batch(
+    boxes: np.ndarray, write_coco: Callable[..., Path], image: np.ndarray | None = None, annotator: Any = None
+) -> Batch:
+    n = len(boxes)
+    img = np.ones(n, int) if image is None else image
+    doc = {
+        "images": [{"id": k, "file_name": f"{k}.jpg", "width": 1e5, "height": 1e5} for k in sorted(set(img.tolist()))],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [
+            {"id": i + 1, "image_id": int(img[i]), "category_id": 1, "iscrowd": 0, "bbox": boxes[i].tolist()}
+            for i in range(n)
+        ],
+    }
+    batch = load_batch(write_coco(doc))
+    if annotator is not None:
+        ann = dataclasses.replace(batch.annotations, annotator=np.asarray(annotator, np.int32))
+        batch = dataclasses.replace(batch, annotations=ann, annotators=("alice", "bob"))
+    return batch
+
+
+def _brute_duplicates(boxes: np.ndarray, t: float, key: np.ndarray) -> set[int]:
+    b = boxes.astype(float)
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None])
+    ih = np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None])
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    area = b[:, 2] * b[:, 3]
+    iou = inter / (area[:, None] + area[None] - inter)
+    hit = (iou >= t) & (key[:, None] == key[None]) & np.tri(len(b), k=-1, dtype=bool)
+    return {int(j) + 1 for j in np.flatnonzero(hit.any(axis=1))}
+
+
+@pytest.mark.parametrize("t", [0.5, 0.8, 0.95, 0.999])
+def test_duplicates_grid_and_sweep_match_brute_force(t: float, write_coco: Callable[..., Path]) -> None:
+    """Stacked boxes sharing a left edge (the grid path) mixed with scattered ones (the sweep)."""
+    rng = np.random.default_rng(int(t * 1000))
+    n = 1200
+    stacked = np.c_[
+        np.zeros(n // 2), rng.uniform(0, 400, n // 2), rng.uniform(20, 30, n // 2), rng.uniform(1, 40, n // 2)
+    ]
+    scattered = np.c_[rng.uniform(0, 300, (n // 2, 2)), np.exp(rng.uniform(0, 5, (n // 2, 2)))]
+    boxes = np.r_[stacked, scattered]
+    src = rng.integers(0, n, 200)
+    boxes = np.r_[boxes, boxes[src] * rng.uniform(0.97, 1.03, (200, 4)), boxes[src[:20]]]  # jittered and exact copies
+    annotator = rng.integers(0, 2, len(boxes))
+    batch = _boxes_batch(boxes, write_coco, annotator=annotator)
+    result = _gate(batch, {"duplicate_iou": t})
+    got = {f.annotation_id for f in result.findings if f.rule == "duplicate_object"}
+    assert got == _brute_duplicates(boxes, t, annotator)
+    assert result.metrics["duplicate_pairs_not_examined"] == 0
+
+
+def test_duplicates_are_per_annotator(write_coco: Callable[..., Path]) -> None:
+    """Two annotators boxing the same object agree; one annotator boxing it twice duplicates."""
+    boxes = np.array([[10, 10, 50, 50], [10, 10, 50, 50], [10.5, 10, 50, 50], [10, 10, 50, 50]], float)
+    result = _gate(_boxes_batch(boxes, write_coco, annotator=[0, 1, 1, 0]))
+    assert sorted((f.rule, f.annotation_id) for f in result.findings) == [
+        ("duplicate_object", 3),
+        ("duplicate_object", 4),
+    ]
+    msgs = {f.annotation_id: f.message for f in result.findings}
+    assert "duplicates annotation 2" in msgs[3] and "duplicates annotation 1" in msgs[4]
+
+
+def test_identical_boxes_are_not_quadratic(write_coco: Callable[..., Path]) -> None:
+    """20,000 copies of one box (old code: all 2e8 pairs, 18.8 GB): every copy found, few pairs compared."""
+    boxes = np.tile([10.0, 10.0, 50.0, 50.0], (20_000, 1))
+    result = _gate(_boxes_batch(boxes, write_coco))
+    assert result.metrics["findings_by_type"] == {"duplicate_object": 19_999}
+    assert result.metrics["duplicate_pairs_examined"] == 0  # exact copies are grouped by hashing
+
+
+def test_stacked_boxes_are_not_quadratic(write_coco: Callable[..., Path]) -> None:
+    """Boxes sharing a left edge, one above the other: an x sweep compares all pairs, the grid almost none."""
+    n = 20_000
+    boxes = np.c_[np.zeros(n), np.arange(n, dtype=float), np.full(n, 50.0), np.ones(n)]
+    result = _gate(_boxes_batch(boxes, write_coco))
+    assert "duplicate_object" not in result.metrics["findings_by_type"]
+    assert 0 < result.metrics["duplicate_pairs_examined"] <= 40 * n
+
+
+def test_near_copies_beyond_the_cap_are_counted(write_coco: Callable[..., Path]) -> None:
+    """3,000 jittered copies of one box are all mutual candidates: the cap bounds the work, the rest is counted."""
+    rng = np.random.default_rng(5)
+    boxes = np.tile([100.0, 100.0, 50.0, 50.0], (3000, 1)) + rng.uniform(0, 0.01, (3000, 4))
+    result = _gate(_boxes_batch(boxes, write_coco), {"duplicate_max_pairs": 100_000})
+    assert result.metrics["duplicate_pairs_examined"] <= 100_000 + 16 * 3000 + 64
+    assert result.metrics["duplicate_pairs_not_examined"] > 0
+    assert result.metrics["findings_by_type"]["duplicate_object"] > 0
