@@ -22,7 +22,6 @@ from annogate.checks.agreement import (
     RULES_SCHEMA,
     analyse,
     consensus,
-    consensus_for,
 )
 from annogate.findings import GateResult
 from annogate.formats import load_batch
@@ -445,30 +444,6 @@ def test_consensus_as_golden_reference_matches_the_majority(
     assert res.counts()["matched"] == 12 and res.counts()["mislabelled"] == 0
 
 
-def test_consensus_for_uses_the_rules_and_the_gate_cache(
-    flip_batch: tuple[Batch, Path, list[tuple[str, int, str]]],
-) -> None:
-    batch = flip_batch[0]
-    ctx = GateContext(section={"quorum": 3}, rules={"agreement": {"quorum": 3}}, base_dir=Path("."), load=load_batch)
-    GATE.run(batch, ctx)
-    cached = ctx.cache["agreement.analysis"]["analysis"]
-    gold = consensus_for(batch, ctx)
-    assert gold is not None and len(gold.annotations) == 8
-    assert ctx.cache["agreement.analysis"]["analysis"] is cached
-    ctx2 = GateContext(section={}, rules={}, base_dir=Path("."), load=load_batch)
-    gold2 = consensus_for(batch, ctx2)
-    assert gold2 is not None and len(gold2.annotations) == 12
-
-
-def test_consensus_for_without_shared_images_is_none(write_coco: Callable[..., Path]) -> None:
-    batch = load_batch(write_coco(coco([("alice", "a.jpg", "cat", grid_box(0))])))
-    ctx = GateContext(section={}, rules={}, base_dir=Path("."), load=load_batch)
-    assert consensus_for(batch, ctx) is None
-
-
-# ------------------------------------------------------------------ rules
-
-
 def test_rules_schema() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     v = jsonschema.Draft202012Validator(RULES_SCHEMA)
@@ -538,3 +513,70 @@ def test_fixture_files() -> None:
         r = run_gate(load_batch(p))
         assert r.verdict == "failed", p
         assert r.findings and all(f.line for f in r.findings)
+
+
+def test_zero_overlap_fails(write_coco: Callable[..., Path]) -> None:
+    """Two annotators who drew on the same images but never the same object disagree
+    totally; alpha over matched objects alone is 0/0, which used to pass."""
+    objs: list[Obj] = []
+    for img in ("a.jpg", "b.jpg", "c.jpg"):
+        for k in range(4):
+            objs.append(("ann", img, "cat", grid_box(k)))
+            objs.append(("bob", img, "cat", grid_box(k + 8)))
+    batch = load_batch(write_coco(coco(objs)))
+    res = run_gate(batch)
+    assert res.verdict == "failed"
+    assert [(c.metric, c.scope) for c in res.failed_checks] == [("alpha", "overall")]
+    assert res.metrics["matched_pairs"] == 0 and res.metrics["alpha"] < 0.8
+    assert res.metrics["alpha_basis"].startswith("nothing")
+
+
+def test_keypoint_class_without_sigmas_is_a_failed_result(write_coco: Callable[..., Path]) -> None:
+    kp = [10, 10, 2, 20, 10, 2, 30, 10, 2, 40, 10, 2, 50, 10, 2]
+    objs: list[Obj] = [("ann", "a.jpg", "cat", grid_box(0)), ("bob", "a.jpg", "cat", grid_box(0))]
+    data = coco(objs)
+    for a in data["annotations"]:
+        a["keypoints"] = kp
+        a["num_keypoints"] = 5
+    batch = load_batch(write_coco(data))
+    res = run_gate(batch, iou_type="keypoints")
+    assert res.verdict == "failed"
+    assert "'cat' (5 keypoints)" in res.reason and "oks_sigmas" in res.reason and "agreement" in res.reason
+
+
+_MEMORY_SCRIPT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+import numpy as np
+from builders import Obj, make_batch
+from annogate.consensus import analyse
+
+rng = np.random.default_rng(0)
+n = 8000
+xy = rng.uniform(0, 4000, (n, 2))
+objs = []
+for who, shift in (("ann", 0.0), ("bob", 1.0)):
+    for x, y in xy.tolist():
+        objs.append(Obj(image="a.jpg", category="cat", bbox=[x + shift, y, 20.0, 20.0], annotator=who))
+batch = make_batch(objs, images={"a.jpg": (4100, 4100)}, categories=["cat"])
+a = analyse(batch)
+print(int(a.edge_iou.shape[0]))
+"""
+
+
+@pytest.mark.slow
+def test_pairing_memory_is_bounded() -> None:
+    """Two annotators with 8,000 boxes each on one image: all-pairs took 9 GB; under a
+    2 GB address-space limit it must finish and pair every object with its twin."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split()[-1]) >= 7900

@@ -213,3 +213,71 @@ def test_drift_check_needs_a_systematic_shift() -> None:
     assert _systematic({"mean": 0.05, "low": -0.01, "high": 0.11}) == 0.0
     assert math.isclose(_systematic({"mean": -0.05, "low": -0.07, "high": -0.03}), 0.03)
     assert _systematic({"mean": 0.04, "low": math.nan, "high": math.nan}) == 0.04
+
+
+# ---------------------------------------------------------------------------
+# the iou_type really decides (a hard-coded "bbox" must fail these)
+
+
+def _gate_on(tmp_path: Path, batch: Batch, gold: Batch, section: Mapping[str, Any]) -> Any:
+    (tmp_path / "golden.json").write_text("{}")  # the gate checks the file exists; load returns `gold`
+    ctx = GateContext(section={"file": "golden.json", **section}, rules={}, base_dir=tmp_path, load=lambda p: gold)
+    return GATE.run(batch, ctx)
+
+
+def _counts(res: Any) -> tuple[int, int, int, int]:
+    o = res.metrics["overall"]
+    return o["tp"], o["mislabelled"], o["missing"], o["extra"]
+
+
+def test_masks_decide_under_segm(tmp_path: Path) -> None:
+    """Same boxes, opposite triangles: a box match, but mask IoU ~0, so segm finds a miss and an extra."""
+    from tests.builders import Obj, make_batch
+
+    imgs = {"a.jpg": (100.0, 100.0)}
+    box = [10.0, 10.0, 60.0, 60.0]
+    gold = make_batch([Obj(image="a.jpg", category="car", bbox=box, polygons=[[10, 10, 70, 10, 10, 70]])], images=imgs)
+    batch = make_batch([Obj(image="a.jpg", category="car", bbox=box, polygons=[[70, 70, 70, 10, 10, 70]])], images=imgs)
+    assert _counts(_gate_on(tmp_path, batch, gold, {"iou_type": "bbox"})) == (1, 0, 0, 0)
+    res = _gate_on(tmp_path, batch, gold, {"iou_type": "segm"})
+    assert _counts(res) == (0, 0, 1, 1)
+    assert res.metrics["settings"]["iou_type"] == "segm"
+
+
+def test_keypoints_decide_under_oks(tmp_path: Path) -> None:
+    """Same boxes, keypoints on the wrong side of the body: a box match, OKS ~0."""
+    from tests.builders import Obj, make_batch
+
+    imgs = {"a.jpg": (200.0, 200.0)}
+    box = [20.0, 20.0, 100.0, 100.0]
+    kp_gold = [25.0, 25.0, 2.0] * 17
+    kp_batch = [115.0, 115.0, 2.0] * 17
+    gold = make_batch([Obj(image="a.jpg", category="person", bbox=box, keypoints=kp_gold)], images=imgs)
+    batch = make_batch([Obj(image="a.jpg", category="person", bbox=box, keypoints=kp_batch)], images=imgs)
+    assert _counts(_gate_on(tmp_path, batch, gold, {"iou_type": "bbox"})) == (1, 0, 0, 0)
+    assert _counts(_gate_on(tmp_path, batch, gold, {"iou_type": "keypoints"})) == (0, 0, 1, 1)
+    same = make_batch([Obj(image="a.jpg", category="person", bbox=box, keypoints=kp_gold)], images=imgs)
+    assert _counts(_gate_on(tmp_path, same, gold, {"iou_type": "keypoints"})) == (1, 0, 0, 0)
+
+
+def test_keypoint_class_without_sigmas_names_class_and_key(tmp_path: Path) -> None:
+    from tests.builders import Obj, make_batch
+
+    imgs = {"a.jpg": (200.0, 200.0)}
+    kp = [30.0, 30.0, 2.0] * 5
+    gold = make_batch([Obj(image="a.jpg", category="hand", bbox=[20, 20, 50, 50], keypoints=kp)], images=imgs)
+    res = _gate_on(tmp_path, gold, gold, {"iou_type": "keypoints"})
+    assert res.verdict == "failed"
+    assert "'hand' (5 keypoints)" in res.reason and "`oks_sigmas`" in res.reason
+    ok = _gate_on(tmp_path, gold, gold, {"iou_type": "keypoints", "oks_sigmas": [0.05] * 5})
+    assert ok.verdict == "passed" and _counts(ok) == (1, 0, 0, 0)
+
+
+def test_unavailable_is_typed() -> None:
+    from annogate.checks.golden import Unavailable
+
+    batch = load_batch(VALID / "batch.json")
+    u = golden_match(batch, ctx_for(VALID, {}))
+    assert isinstance(u, Unavailable) and not u.failed
+    u = golden_match(batch, ctx_for(VALID, {"file": "nope.json"}))
+    assert isinstance(u, Unavailable) and u.failed and u.result("golden").verdict == "failed"

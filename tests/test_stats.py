@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from annogate.stats import (
-    coincidence_matrix,
     fleiss_kappa,
     krippendorff_alpha_nominal,
     krippendorff_alpha_nominal_sparse,
@@ -83,23 +82,6 @@ def test_alpha_published_krippendorff_2011_four_observers() -> None:
     assert a == pytest.approx(1 - 39 * (40 - 32) / (40**2 - (81 + 169 + 100 + 25 + 9)))
 
 
-def test_coincidence_matrix_published_krippendorff_2011() -> None:
-    """Krippendorff (2011) tabulates this matrix: n_c = 9, 13, 10, 5, 3; n = 40."""
-    values, o = coincidence_matrix(FOUR_BY_TWELVE)
-    assert values.tolist() == [1, 2, 3, 4, 5]
-    expected = np.array(
-        [
-            [7, 4 / 3, 1 / 3, 1 / 3, 0],
-            [4 / 3, 10, 4 / 3, 1 / 3, 0],
-            [1 / 3, 4 / 3, 8, 1 / 3, 0],
-            [1 / 3, 1 / 3, 1 / 3, 4, 0],
-            [0, 0, 0, 0, 3],
-        ]
-    )
-    np.testing.assert_allclose(o, expected, atol=1e-12)
-    np.testing.assert_allclose(o.sum(axis=1), [9, 13, 10, 5, 3])
-
-
 def test_alpha_layout_is_coders_by_units() -> None:
     """The documented layout is the package's: transposing gives another number."""
     data = np.array(FOUR_BY_TWELVE)
@@ -138,29 +120,6 @@ def test_alpha_equals_peer_hypothesis(data: npt.NDArray[np.float64]) -> None:
         assert math.isnan(ours)
     else:
         assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    arrays(
-        np.float64,
-        st.tuples(st.integers(2, 5), st.integers(1, 20)),
-        elements=st.sampled_from([NAN, 0.0, 1.0, 2.0, 3.0]),
-    )
-)
-def test_coincidence_matrix_properties(data: npt.NDArray[np.float64]) -> None:
-    """Symmetric; row sums are the pairable values per category; diag drives alpha."""
-    values, o = coincidence_matrix(data)
-    np.testing.assert_allclose(o, o.T, atol=1e-12)
-    present = ~np.isnan(data)
-    pairable = present.sum(axis=0) >= 2
-    n_c = [(data[:, pairable] == v).sum() for v in values]
-    np.testing.assert_allclose(o.sum(axis=1), n_c, atol=1e-9)
-    n = o.sum()
-    expected = n * n - float(np.dot(o.sum(axis=1), o.sum(axis=1)))
-    if n > 0 and expected > 0:
-        from_matrix = 1 - (n - 1) * (n - np.trace(o)) / expected
-        assert krippendorff_alpha_nominal(data) == pytest.approx(from_matrix, abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(10))

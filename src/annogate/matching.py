@@ -781,8 +781,8 @@ def match(
     if ds.masks is not None and gs.masks is not None:
         bad_b, bad_g = bro[ds.masks.invalid], gro[gs.masks.invalid]
         for ms in (ds.masks, gs.masks):
-            for k, c in ms.reason_counts().items():
-                why[k] = why.get(k, 0) + c
+            for reason, cnt in ms.reason_counts().items():
+                why[reason] = why.get(reason, 0) + cnt
     bimg = np.full(len(batch.images), -1, np.int64)
     bimg[hit] = b2g[hit]
     return MatchResult(

@@ -27,7 +27,6 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "coincidence_matrix",
     "fleiss_kappa",
     "krippendorff_alpha_nominal",
     "krippendorff_alpha_nominal_sparse",
@@ -83,43 +82,12 @@ class _Cells:
         return cls(u, v, int(u.max()) + 1 if u.size else 0)
 
 
-def coincidence_matrix(reliability_data: npt.ArrayLike) -> tuple[F64, F64]:
-    """Krippendorff's coincidence matrix ``o[c, k]`` and its value domain.
-
-    ``o[c, k] = sum over units u of n_uc * (n_uk - [c == k]) / (m_u - 1)``: every
-    ordered pair of values from different coders within a unit, weighted so that
-    each pairable value contributes 1 in total (``o.sum(axis=1)`` is ``n_c``).
-    Units with fewer than two values are not pairable and contribute nothing.
-    Exposed for reports and tests; :func:`krippendorff_alpha_nominal` needs only
-    its diagonal and marginals and never builds it.
-    """
-    cells = _Cells.dense(reliability_data)
-    v = int(cells.values.shape[0])
-    o = np.zeros((v, v), dtype=np.float64)
-    k = int(cells.c.shape[0])
-    if k == 0:
-        return cells.values, o
-    w = 1.0 / (cells.m_u - 1.0)
-    # Every ordered pair of cells of the same unit, without a Python loop: cell i
-    # is repeated once per cell of its unit, paired with each of them in turn.
-    bounds = np.flatnonzero(np.r_[True, cells.unit[1:] != cells.unit[:-1], True])
-    size = np.diff(bounds)
-    group = np.repeat(np.arange(size.shape[0]), size)
-    reps = size[group]
-    left = np.repeat(np.arange(k), reps)
-    first = np.repeat(np.cumsum(reps) - reps, reps)
-    right = bounds[group][left] + (np.arange(left.shape[0]) - first)
-    np.add.at(o, (cells.c[left], cells.c[right]), cells.n_uc[left] * cells.n_uc[right] * w[left])
-    np.add.at(o, (cells.c, cells.c), -cells.n_uc * w)
-    return cells.values, o
-
-
 def krippendorff_alpha_nominal(reliability_data: npt.ArrayLike) -> float:
     """Krippendorff's alpha for nominal data, ``(coders, units)`` with ``nan`` missing.
 
     Same layout and result as ``krippendorff.alpha(reliability_data,
-    level_of_measurement="nominal")``. With the coincidence matrix ``o`` (see
-    :func:`coincidence_matrix`), its marginals ``n_c`` and ``n = sum n_c``::
+    level_of_measurement="nominal")``. With Krippendorff's coincidence matrix ``o``
+    (``o[c, k]``: pairable value pairs from different coders within a unit), its marginals ``n_c`` and ``n = sum n_c``::
 
         alpha = 1 - (n - 1) * (n - sum_c o_cc) / (n**2 - sum_c n_c**2)
 

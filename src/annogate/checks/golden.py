@@ -59,7 +59,7 @@ import numpy.typing as npt
 
 from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_rows
 from annogate.gates import Gate, GateContext
-from annogate.matching import MatchResult, MatchSettings, Status, match
+from annogate.matching import MatchResult, MatchSettings, Status, match, sigma_problem
 from annogate.model import Batch
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "MATCH_SCHEMA",
     "RULES_SCHEMA",
     "GoldenMatch",
+    "Unavailable",
     "drift_stats",
     "golden_match",
     "match_or_result",
@@ -153,34 +154,65 @@ def match_settings(ctx: GateContext, section: Mapping[str, Any] | None = None) -
     return (p if p.is_absolute() else ctx.base_dir / p), settings
 
 
-def golden_match(batch: Batch, ctx: GateContext, section: Mapping[str, Any] | None = None) -> GoldenMatch | str:
+@dataclass(frozen=True, kw_only=True)
+class Unavailable:
+    """Why there is no golden match to judge, and whether that fails or skips the gate.
+
+    ``failed``: the rules ask for a comparison that cannot be made (golden file
+    missing or unreadable, keypoints without sigmas, an unmatchable image): the gate
+    fails. Otherwise there is simply nothing to compare (no golden file configured,
+    no golden image in the batch): the gate skips. A typed seam, so that gates
+    sharing the match (golden, confusion) never parse message text to decide.
+    """
+
+    reason: str
+    failed: bool
+
+    def result(self, gate: str) -> GateResult:
+        """The gate result this stands for."""
+        return GateResult(gate=gate, verdict="failed" if self.failed else "skipped", reason=self.reason)
+
+
+def golden_match(
+    batch: Batch, ctx: GateContext, section: Mapping[str, Any] | None = None, *, gate: str = "golden"
+) -> GoldenMatch | Unavailable:
     """Match ``batch`` with its golden file, once per batch, file and settings.
 
     The match is kept in ``ctx.cache`` (one slot, the latest batch only, so a
     session over many batches keeps memory flat) for the confusion gate.
 
-    Returns the match, or a string saying why there is none (no file configured,
-    unreadable file, no golden image in the batch) for a skipped/failed result.
-    Raises nothing for bad input: the reasons are messages.
+    Returns the match, or :class:`Unavailable` saying why there is none. Raises
+    nothing for bad input: the reasons are messages naming the file or rule key.
     """
     path, settings = match_settings(ctx, section)
     if path is None:
-        return "no golden file configured (set `file` in [tool.annogate.golden] or top-level `golden`)"
+        return Unavailable(
+            reason="no golden file configured (set `file` in [tool.annogate.golden] or top-level `golden`)",
+            failed=False,
+        )
     key = f"{path}|{settings.key()}|{batch.path}|{batch.sha256}|{id(batch)}|{len(batch.annotations)}"
     slot = ctx.cache.setdefault(_CACHE_SLOT, {})
     hit = slot.get(key)
     if hit is not None:
         return hit  # type: ignore[no-any-return]
     if not path.is_file():
-        return f"golden file not found: {path}"
+        return Unavailable(reason=f"golden file not found: {path}", failed=True)
     try:
         golden = ctx.load(path)
     except Exception as e:  # an unreadable golden file is one failing item, never a crash
-        return f"cannot read golden file {path}: {e}"
+        return Unavailable(reason=f"cannot read golden file {path}: {e}", failed=True)
+    lacking = sigma_problem(golden, settings)
+    if lacking:
+        classes = ", ".join(f"{c!r} ({k} keypoints)" for c, k in sorted(lacking.items()))
+        return Unavailable(
+            reason=f"OKS needs one sigma per keypoint: golden class {classes} has no sigmas; set `oks_sigmas` "
+            f"(one number per keypoint) in [tool.annogate.{gate}] or [tool.annogate.golden]",
+            failed=True,
+        )
     try:
         result = match(batch, golden, settings)
-    except Exception as e:  # e.g. keypoints without sigmas: one failing item, never a crash
-        return f"cannot match with {path}: {type(e).__name__}: {e}"
+    except Exception as e:  # e.g. too many overlapping objects: one failing item, never a crash
+        return Unavailable(reason=f"cannot match with {path}: {type(e).__name__}: {e}", failed=True)
     gm = GoldenMatch(golden=golden, golden_path=path, result=result)
     slot.clear()  # one batch at a time: the session cache must not grow with every batch
     slot[key] = gm
@@ -316,6 +348,11 @@ def _metrics(batch: Batch, gm: GoldenMatch) -> tuple[dict[str, Any], dict[str, d
     overall["ignored"] = int(np.count_nonzero(res.batch_status == Status.IGNORED))
     overall["truncated"] = int(np.count_nonzero(res.batch_status == Status.TRUNCATED))
     overall["golden_images"] = int(res.images.shape[0])
+    overall["unmatchable"] = {
+        "batch": int(res.unmatchable_batch.shape[0]),
+        "golden": int(res.unmatchable_gold.shape[0]),
+        "reasons": dict(res.meta.get("reasons", {})),
+    }
 
     from collections import Counter
 
@@ -421,13 +458,19 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
     res, golden = gm.result, gm.golden
     thr = res.settings.iou
     out: list[Finding] = []
+    bad_b = set(res.unmatchable_batch.tolist())
+    bad_g = set(res.unmatchable_gold.tolist())
     extra = res.batch_rows(Status.UNMATCHED)
     out += findings_for_rows(
         batch,
         extra,
         gate="golden",
         rule="extra",
-        messages=[f"extra {batch.category_name(int(i))!r}: no golden object matches it (IoU >= {thr})" for i in extra],
+        messages=[
+            f"extra {batch.category_name(int(i))!r}: "
+            + (_UNMATCHABLE if i in bad_b else f"no golden object matches it (IoU >= {thr})")
+            for i in extra
+        ],
     )
     mis = res.batch_rows(Status.MISLABELLED)
     out += findings_for_rows(
@@ -449,7 +492,8 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
         gate="golden",
         rule="missing",
         messages=[
-            f"missing {golden.category_name(int(i))!r}: golden annotation {int(golden.annotations.id[i])} has no match in the batch"
+            f"missing {golden.category_name(int(i))!r}: golden annotation {int(golden.annotations.id[i])} "
+            + ("has no match in the batch" if i not in bad_g else _UNMATCHABLE)
             for i in miss
         ],
     )
@@ -471,20 +515,22 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
     return out
 
 
+_UNMATCHABLE = "its mask is unsafe or cannot be drawn (see the geometry gate), so it matches nothing"
+
+
 def match_or_result(batch: Batch, ctx: GateContext, *, gate: str) -> GoldenMatch | GateResult:
     """The golden match, or the result a gate reports when there is none.
 
     Shared by the golden and confusion gates so both skip (nothing to compare) or
-    fail (a configured golden file that is missing or unreadable) alike.
+    fail (a configured comparison that cannot be made) alike.
     """
-    gm = golden_match(batch, ctx)
-    if isinstance(gm, str):
-        failed = gm.startswith(("golden file not found", "cannot"))
-        return GateResult(gate=gate, verdict="failed" if failed else "skipped", reason=gm)
+    gm = golden_match(batch, ctx, gate=gate)
+    if isinstance(gm, Unavailable):
+        return gm.result(gate)
     if gm.result.images.shape[0] == 0:
-        return GateResult(
-            gate=gate, verdict="skipped", reason=f"the batch has no image of the golden file {gm.golden_path.name}"
-        )
+        return Unavailable(
+            reason=f"the batch has no image of the golden file {gm.golden_path.name}", failed=False
+        ).result(gate)
     return gm
 
 
