@@ -399,3 +399,12 @@ def test_brush_decoder_bounds(stream: list[Any], width: int, why: str) -> None:
 
     with pytest.raises(BrushError, match=why):
         decode_brush_rle(stream, width=width, height=2 if width == 2 else 1 << 20)
+
+
+@pytest.mark.slow
+def test_hostile_100mb_image_reference(tmp_path: Path) -> None:
+    p = tmp_path / "huge.json"
+    p.write_text(json.dumps([{"id": 1, "data": {"image": "x" * (100 << 20)}, "annotations": [{"completed_by": 1}]}]))
+    b = load_labelstudio(p)
+    assert b.images.file_name.tolist() == ["task-1"]
+    assert [pr.rule for pr in b.problems] == ["schema"] and len(b.problems[0].message) < 200
