@@ -404,7 +404,9 @@ def _reference_findings(doc: Mapping[str, Any]) -> set[tuple[str, int]]:
             area = box[2] * box[3]
         if area and a.get("area") is not None:
             rel_tol = DEFAULTS["crowd_area_tolerance"] if a.get("iscrowd") else DEFAULTS["area_tolerance"]
-            if abs(a["area"] - area) > rel_tol * area + 1.0:
+            # without a segmentation the box area only bounds the (mask) area from above
+            diff = a["area"] - area if not seg else abs(a["area"] - area)
+            if diff > rel_tol * area + 1.0:
                 add("area_mismatch", a)
         kps = np.asarray(a.get("keypoints") or [], float).reshape(-1, 3)
         if len(kps):
@@ -625,3 +627,74 @@ def test_near_copies_beyond_the_cap_are_counted(write_coco: Callable[..., Path])
     assert result.metrics["duplicate_pairs_examined"] <= 100_000 + 16 * 3000 + 64
     assert result.metrics["duplicate_pairs_not_examined"] > 0
     assert result.metrics["findings_by_type"]["duplicate_object"] > 0
+
+
+def test_box_only_area_is_an_upper_bound_on_real_coco(thirdparty: Path, tmp_path: Path) -> None:
+    """COCO val2014 with every polygon stripped: the stated (mask) areas are below the boxes, never defects.
+
+    The old check compared them with the box area as if equal and failed almost all.
+    """
+    path = thirdparty / VAL2014
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    doc = json.loads(path.read_text())
+    anns = [{k: v for k, v in a.items() if k != "segmentation"} for a in doc["annotations"] if not a["iscrowd"]]
+    assert sum(a["area"] < 0.9 * a["bbox"][2] * a["bbox"][3] - 1 for a in anns) > 0.9 * len(anns)
+    stripped = tmp_path / "stripped.json"
+    stripped.write_text(json.dumps({**doc, "annotations": anns}))
+    result = _gate_file(stripped)
+    assert result.metrics["findings_by_type"].get("area_mismatch", 0) == 0
+    # an area inflated above its box is still caught
+    anns[0]["area"] = anns[0]["bbox"][2] * anns[0]["bbox"][3] * 1.5
+    stripped.write_text(json.dumps({**doc, "annotations": anns}))
+    result = _gate_file(stripped)
+    assert [(f.rule, f.annotation_id) for f in result.findings if f.rule == "area_mismatch"] == [
+        ("area_mismatch", anns[0]["id"])
+    ]
+
+
+def test_hostile_numbers_become_findings(write_coco: Callable[..., Path]) -> None:
+    """Wrapping RLE sums, 1e308 coordinates and absurd keypoint counts: findings, never an exception."""
+    base = {"image_id": 1, "category_id": 1, "iscrowd": 0}
+    big = 1e308
+    anns = [
+        # int64 sum of the counts wraps to exactly h*w: old code raised OverflowError
+        {
+            **base,
+            "id": 1,
+            "iscrowd": 1,
+            "bbox": [0, 0, 100, 100],
+            "area": 10000,
+            "segmentation": {"size": [100, 100], "counts": [2**62] * 4 + [10000]},
+        },
+        {**base, "id": 2, "bbox": [0, 0, big, big], "area": big},
+        {
+            **base,
+            "id": 3,
+            "bbox": [-big, -big, big, big],
+            "area": big,
+            "segmentation": [[-big, -big, big, -big, big, big, -big, big]],
+        },
+        {**base, "id": 4, "bbox": [0, 0, 10, 10], "area": 100, "segmentation": [[0, 0, big, 0, big, big, 0, big]]},
+        {**base, "id": 5, "bbox": [1, 1, 10, 10], "area": 50, "keypoints": [5, 5, 2] * 5, "num_keypoints": 5},
+        {**base, "id": 6, "bbox": [50, 50, 10, 10], "area": 50, "keypoints": [55, 55, 2, big, big, 2]},
+    ]
+    doc = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "categories": [{"id": 1, "name": "x", "keypoints": ["a", "b", "c", "d", "e"]}],
+        "annotations": anns,
+    }
+    batch = load_batch(write_coco(doc))
+    # a reader that keeps num_keypoints as read (2**40 does not fit the int32 column)
+    nk = np.asarray(batch.annotations.num_keypoints, np.int64)
+    nk[5] = 1 << 40
+    batch = dataclasses.replace(batch, annotations=dataclasses.replace(batch.annotations, num_keypoints=nk))
+    result = _gate(batch)
+    got = {(f.rule, f.annotation_id) for f in result.findings}
+    assert ("rle_undecodable", 1) in got
+    assert ("box_outside_image", 2) in got
+    assert ("polygon_outside_image", 3) in got or ("box_outside_image", 3) in got
+    assert ("polygon_outside_image", 4) in got
+    assert ("keypoints_count_mismatch", 6) in got
+    assert result.verdict == "failed"
+    json.dumps(result.to_dict(), allow_nan=False)
