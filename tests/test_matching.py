@@ -436,3 +436,56 @@ def test_hostile_masks_match_nothing_and_never_reach_c(case: str, side: str) -> 
     else:  # the golden object is hostile: nothing matches it
         assert (counts["matched"], counts["extra"], counts["missing"]) == (0, 2, 1), out
         assert out["unmatchable"] == {"batch": 0, "golden": 1}
+
+
+@pytest.mark.parametrize(("results", "iou_type"), [(BBOX100, "bbox"), (SEGM100, "segm")])
+def test_sweep_pruning_is_exact(
+    thirdparty: Path, gt100: tuple[Any, Batch], results: str, iou_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The x-sweep that prunes candidate pairs (used on crowded images) gives pycocotools' matches too."""
+    import annogate.matching as m
+
+    monkeypatch.setattr(m, "_DIRECT_PER_OBJECT", -1)  # always sweep
+    gt_data, gold = gt100
+    dets = json.loads((thirdparty / results).read_text())
+    batch = coco_batch(dets, images_from=gold)
+    evals = coco_eval_img(gt_data, dets, iou_type)
+    st = MatchSettings(iou_type=iou_type)  # type: ignore[arg-type]
+    assert assert_same_as_cocoeval(gold, batch, evals, st, np.arange(1, len(dets) + 1)) > 1000
+    monkeypatch.setattr(m, "_DIRECT_PER_OBJECT", 10**9)  # never sweep: both passes agree
+    direct = match(batch, gold, st)
+    monkeypatch.setattr(m, "_DIRECT_PER_OBJECT", -1)
+    swept = match(batch, gold, st)
+    np.testing.assert_array_equal(direct.batch_match, swept.batch_match)
+    np.testing.assert_array_equal(direct.batch_status, swept.batch_status)
+
+
+def test_crowded_image_sweep_matches_pycocotools() -> None:
+    """400 overlapping boxes on one image (the sweep's case), against COCOeval."""
+    rng = np.random.default_rng(3)
+    g = [
+        {"image_id": 1, "category_id": 1, "bbox": [*rng.uniform(0, 150, 2).tolist(), *rng.uniform(5, 40, 2).tolist()]}
+        for _ in range(400)
+    ]
+    d = [
+        {
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [float(v) for v in np.asarray(a["bbox"]) + rng.normal(0, 2, 4)],
+            "score": float(rng.uniform()),
+        }
+        for a in g
+    ]
+    gd, dd = _doc(g), _doc(d)
+    dets = [{k: v for k, v in a.items() if k != "id"} for a in dd["annotations"]]
+    evals = coco_eval_img(gd, dets, "bbox", maxDets=[1000])
+    assert_same_as_cocoeval(coco_batch(gd), coco_batch(dd), evals, MatchSettings(max_dets=1000), np.arange(1, 401))
+
+
+def test_too_many_candidates_is_refused_not_attempted() -> None:
+    from annogate.matching import MAX_CANDIDATES, TooManyCandidates
+
+    n = int(np.sqrt(MAX_CANDIDATES)) + 2
+    same = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}] * n))
+    with pytest.raises(TooManyCandidates):
+        match(same, same, MatchSettings(max_dets=10**6))

@@ -363,9 +363,16 @@ class MaskSet:
             coord = ranges(c0, c1)
             owner = np.repeat(ring_owner, c1 - c0)
             xy = ann.poly_xy[coord]
+            # coordinates are grouped by object (rows in order): per-object reductions by reduceat
+            cnt = np.bincount(owner, minlength=n)
+            has_c = np.flatnonzero(cnt > 0)
+            starts = (np.cumsum(cnt) - cnt)[has_c]
             bad = np.zeros(n, np.bool_)
+            bad[pl[cnt[pl] == 0]] = True  # rings without coordinates
             with np.errstate(invalid="ignore"):
-                np.logical_or.at(bad, owner, ~(np.abs(xy) <= COORD_LIMIT))
+                huge = ~(np.abs(xy) <= COORD_LIMIT)
+            if has_c.size:
+                bad[has_c] |= np.logical_or.reduceat(huge, starts)
             # outline length in pixels: per ring, sum of max(|dx|, |dy|) over closed edges
             npt_ring = (c1 - c0) // 2
             v_ring, v_pos = ragged(npt_ring)
@@ -386,16 +393,14 @@ class MaskSet:
             ok[pl] = True
             ok &= valid
             # extents from the coordinates (even positions are x, odd are y, per ring)
-            par = (coord - np.repeat(c0, c1 - c0)) % 2
-            val = np.where(np.isfinite(xy), xy, np.nan)
-            for j, (lo_col, hi_col) in enumerate(((0, 2), (1, 3))):
-                sel = par == j
-                lo = np.full(n, np.inf)
-                hi = np.full(n, -np.inf)
-                np.minimum.at(lo, owner[sel], np.nan_to_num(val[sel], nan=np.inf))
-                np.maximum.at(hi, owner[sel], np.nan_to_num(val[sel], nan=-np.inf))
-                extent[ok, lo_col] = lo[ok]
-                extent[ok, hi_col] = hi[ok]
+            if has_c.size:
+                even = ((coord - np.repeat(c0, c1 - c0)) % 2) == 0
+                ok_c = ok[has_c]
+                for sel, lo_col, hi_col in ((even, 0, 2), (~even, 1, 3)):
+                    lo = np.minimum.reduceat(np.where(sel, xy, np.inf), starts)
+                    hi = np.maximum.reduceat(np.where(sel, xy, -np.inf), starts)
+                    extent[has_c[ok_c], lo_col] = lo[ok_c]
+                    extent[has_c[ok_c], hi_col] = hi[ok_c]
 
         # boxes (objects without segmentation): drawn as their box
         bx = ann.bbox[rows].reshape(n, 4)

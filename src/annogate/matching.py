@@ -324,6 +324,9 @@ def _similarity(ds: _Side, gs: _Side, di: I64, gi: I64, settings: MatchSettings,
 MAX_CANDIDATES = 1 << 22
 #: Pairs examined per step: bounds the temporaries whatever the image.
 _PAIR_CHUNK = 1 << 18
+#: Below this many group pairs per object, all pairs of a group are scored directly
+#: (linear anyway); above it the x-sweep prunes them.
+_DIRECT_PER_OBJECT = 8
 
 
 class TooManyCandidates(ValueError):
@@ -477,9 +480,17 @@ def _candidates(
 
     if dsel.size == 0 or gsel.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+    # all pairs of each group: cheap when groups are small (a golden subset: a few objects
+    # per image and class), and the only way without a positive threshold or extents
+    keys, g_inv = np.unique(gkey, return_inverse=True)
+    g_inv = g_inv.ravel()
+    g_cnt = np.bincount(g_inv, minlength=len(keys))
+    pos = np.clip(np.searchsorted(keys, dkey), 0, max(len(keys) - 1, 0))
+    per = np.where(keys[pos] == dkey, g_cnt[pos], 0).astype(np.int64) if len(keys) else np.zeros(len(dkey), np.int64)
+    total = int(per.sum())
     de = _extents(ds, settings)
     ge = _extents(gs, settings)
-    if thr > 0 and de is not None and ge is not None:
+    if thr > 0 and de is not None and ge is not None and total > _DIRECT_PER_OBJECT * (len(dsel) + len(gsel)):
         de, ge = de[dsel], ge[gsel]
         with np.errstate(invalid="ignore"):
             d_ok = (de[:, 2] > de[:, 0]) & (de[:, 3] > de[:, 1])  # nan and empty extents overlap nothing
@@ -502,18 +513,11 @@ def _candidates(
             y = (ge[cj, 1] < de[ci, 3]) & (de[ci, 1] < ge[cj, 3])
             score(ci[y], cj[y])
     else:
-        keys, g_inv = np.unique(gkey, return_inverse=True)
-        g_cnt = np.bincount(g_inv.ravel(), minlength=len(keys))
-        pos = np.clip(np.searchsorted(keys, dkey), 0, max(len(keys) - 1, 0))
-        per = (
-            np.where(keys[pos] == dkey, g_cnt[pos], 0).astype(np.int64) if len(keys) else np.zeros(len(dkey), np.int64)
-        )
-        if int(per.sum()) > 16 * MAX_CANDIDATES:
+        if total > 16 * MAX_CANDIDATES:
             raise TooManyCandidates(
-                f"{int(per.sum())} object pairs to score without pruning (iou 0 or keypoints): "
-                f"more than {16 * MAX_CANDIDATES}"
+                f"{total} object pairs to score without pruning (iou 0 or keypoints): more than {16 * MAX_CANDIDATES}"
             )
-        g_order = np.argsort(g_inv.ravel(), kind="stable")
+        g_order = np.argsort(g_inv, kind="stable")
         g_start = np.cumsum(g_cnt) - g_cnt
         for a, b in _chunks(per):
             ci = np.repeat(np.arange(a, b, dtype=np.int64), per[a:b])
