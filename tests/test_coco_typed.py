@@ -136,7 +136,7 @@ def test_each_bad_element_reported_with_its_path(tmp_path: Path) -> None:
     assert [p.pointer for p in b.problems] == [
         "/annotations/3/bbox/2",
         "/annotations/9000/id",
-        "/annotations/19999/segmentation",
+        "/annotations/19999/segmentation/0/2",
     ]
     assert len(b.annotations) == 20000  # bad elements still have a row
     assert math.isnan(b.annotations.bbox[3, 0]) and b.annotations.id[5] == 6
