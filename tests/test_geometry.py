@@ -281,10 +281,14 @@ def test_star_test_never_passes_an_invalid_ring() -> None:
     reported = {
         f.annotation_id
         for f in result.findings
-        if f.rule in {"polygon_invalid", "polygon_zero_area", "polygon_too_few_points"}
+        if f.rule in {"polygon_invalid", "polygon_spike", "polygon_zero_area", "polygon_too_few_points"}
     }
     bad = {i + 1 for i, p in enumerate(rings) if not Polygon(p).is_valid}
     assert reported == bad
+    spikes = {f.annotation_id for f in result.findings if f.rule == "polygon_spike"}
+    degenerate = {f.annotation_id for f in result.findings if f.rule in {"polygon_zero_area", "polygon_too_few_points"}}
+    assert spikes == {i + 1 for i in range(len(rings)) if (i + 1) in bad - degenerate and _is_spike(rings[i])}
+    assert spikes and spikes != bad
     assert 300 < len(bad) < 2900
     assert result.metrics["rings_proven_by_star_test"] > 500
 
@@ -347,6 +351,21 @@ def _reference_duplicates(doc: Mapping[str, Any], t: float) -> set[int]:
     return out
 
 
+def _is_spike(ring: np.ndarray) -> bool:
+    """Reference: an invalid ring is a spike if repairing it keeps its area and some vertex turns back 180 degrees."""
+    p = Polygon(ring)
+    if abs(shapely.make_valid(p).area - p.area) > 1e-9 * max(p.area, 1e-300) + 1e-9:
+        return False
+    pts = [tuple(q) for k, q in enumerate(ring.tolist()) if q != ring.tolist()[(k + 1) % len(ring)]]
+    for k in range(len(pts)):
+        a, b, c = pts[k - 1], pts[k], pts[(k + 1) % len(pts)]
+        e, f = (b[0] - a[0], b[1] - a[1]), (c[0] - b[0], c[1] - b[1])
+        cross, dot = e[0] * f[1] - e[1] * f[0], e[0] * f[0] + e[1] * f[1]
+        if abs(cross) <= 1e-9 * np.hypot(*e) * np.hypot(*f) and dot < 0:
+            return True
+    return False
+
+
 def _reference_findings(doc: Mapping[str, Any]) -> set[tuple[str, int]]:
     """The gate's checks at default settings, one object at a time (small files only)."""
     images = {im["id"]: im for im in doc["images"]}
@@ -376,7 +395,13 @@ def _reference_findings(doc: Mapping[str, Any]) -> set[tuple[str, int]]:
         if isinstance(seg, list) and seg:
             polys = [Polygon(np.asarray(r, float).reshape(-1, 2)) for r in seg]
             if not all(p.is_valid for p in polys):
-                add("polygon_invalid", a)
+                spiky = [_is_spike(np.asarray(r, float).reshape(-1, 2)) for r, p in zip(seg, polys, strict=True)]
+                if any(not p.is_valid and not sp for p, sp in zip(polys, spiky, strict=True)):
+                    add("polygon_invalid", a)
+                if any(not p.is_valid and sp for p, sp in zip(polys, spiky, strict=True)):
+                    add("polygon_spike", a)
+                if all(p.is_valid or sp for p, sp in zip(polys, spiky, strict=True)):
+                    area = sum(p.area for p in polys)
             else:
                 area = sum(p.area for p in polys)
             xs = np.concatenate([np.asarray(r[0::2], float) for r in seg])
@@ -440,8 +465,10 @@ def test_coco_val2014_sample(thirdparty: Path) -> None:
     doc = json.loads(path.read_text())
     result = _gate_file(path)
     got = {(f.rule, f.annotation_id) for f in result.findings}
-    # what COCO val2014's first 100 images really contain: two self-intersecting polygons
-    assert got == {("polygon_invalid", 584048), ("polygon_invalid", 2220402)}
+    # what COCO val2014's first 100 images really contain: two polygons with a zero-area
+    # spike (a vertex doubling back), not bow-ties: warnings, the region is unchanged
+    assert got == {("polygon_spike", 584048), ("polygon_spike", 2220402)}
+    assert {f.severity for f in result.findings} == {"warning"}
     assert got == _reference_findings(doc)
     by_id = {a["id"]: a for a in doc["annotations"]}
     for f in result.findings:
@@ -455,7 +482,9 @@ def test_coco_val2014_sample(thirdparty: Path) -> None:
     assert result.metrics["annotations"] == len(doc["annotations"]) == result.population
     assert result.metrics["polygon_rings"] == n_rings
     assert result.metrics["rle_masks"] == sum(isinstance(a["segmentation"], dict) for a in doc["annotations"])
-    assert result.verdict == "failed"
+    assert result.verdict == "passed"
+    as_errors = _gate_file(path, {"thresholds": {"polygon_spike": {"severity": "error"}}})
+    assert as_errors.verdict == "failed" and {f.severity for f in as_errors.findings} == {"error"}
     # the crowd masks are checked, not skipped: a stricter crowd tolerance flags
     # the ones whose area field is 11-13 % above the mask's pixel count
     strict = _gate_file(path, {"crowd_area_tolerance": 0.1})

@@ -16,7 +16,10 @@ Boxes
     A box that is entirely ``nan`` is *absent* (formats without boxes), not a defect.
 Polygons
     ``polygon_odd_coordinates``, ``polygon_nonfinite``, ``polygon_too_few_points``,
-    ``polygon_zero_area``, ``polygon_invalid``, ``polygon_outside_image``.
+    ``polygon_zero_area``, ``polygon_invalid`` (self-intersections that change the
+    covered area: bow-ties, loops), ``polygon_spike`` (a vertex doubling back along an
+    edge: invalid for GEOS, same area; a warning unless configured),
+    ``polygon_outside_image``.
 RLE masks
     ``rle_undecodable``, ``rle_size_mismatch``, ``rle_empty``.
 Consistency
@@ -78,6 +81,7 @@ RULES: tuple[str, ...] = (
     "polygon_too_few_points",
     "polygon_zero_area",
     "polygon_invalid",
+    "polygon_spike",
     "polygon_outside_image",
     "rle_undecodable",
     "rle_size_mismatch",
@@ -273,8 +277,20 @@ class _Config:
             kp_box_tol=float(s["keypoint_box_tolerance"]),
             dup_iou=float(s["duplicate_iou"]),
             dup_max_pairs=int(s["duplicate_max_pairs"]),
-            thresholds=dict(section.get("thresholds", {})),
+            thresholds=_with_default_severities(section.get("thresholds", {})),
         )
+
+
+#: Error types that only warn unless the rules say otherwise: a spike leaves the
+#: covered region unchanged (COCO val2014 has two), it is untidy, not wrong.
+_WARNING_BY_DEFAULT = ("polygon_spike",)
+
+
+def _with_default_severities(thresholds: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(thresholds)
+    for rule in _WARNING_BY_DEFAULT:
+        out[rule] = {"severity": "warning", **dict(out.get(rule, {}))}
+    return out
 
 
 def _outside(x0: F64, y0: F64, x1: F64, y1: F64, width: F64, height: F64, tol: float) -> tuple[F64, B]:
@@ -531,6 +547,7 @@ def _check_polygons(
     reason = np.full(r_total, "", dtype=object)
     n_unique = npts.copy()
     invalid = np.zeros(r_total, bool)
+    spike = np.zeros(r_total, bool)
     zero = np.zeros(r_total, bool)
     sel = np.flatnonzero(to_geos)
     pos_all = np.searchsorted(ring_rows, sel)  # rows of sel within pts / pt_off
@@ -549,6 +566,7 @@ def _check_polygons(
             few,
             zero,
             invalid,
+            spike,
             reason,
         )
 
@@ -590,6 +608,12 @@ def _check_polygons(
         lambda r: float(area[r]),
     )
     ring_finding("polygon_invalid", invalid, lambda r: f"invalid ring: {reason[r]}", None)
+    ring_finding(
+        "polygon_spike",
+        spike,
+        lambda r: f"zero-area spike (a vertex doubles back; area unchanged): {reason[r]}",
+        None,
+    )
 
     # Per annotation: extent over its usable rings (finite, even, non-empty).
     usable = even & finite & (npts > 0)
@@ -655,6 +679,7 @@ def _geos_rings(
     few: B,
     zero: B,
     invalid: B,
+    spike: B,
     reason: npt.NDArray[np.object_],
 ) -> None:
     """Judge rings the star test could not prove, with shapely's array API (in place).
@@ -681,8 +706,43 @@ def _geos_rings(
     rest = ~is_few & ~is_zero
     few[r_bad[is_few]] = True
     zero[r_bad[is_zero]] = True
-    invalid[r_bad[rest]] = True
-    reason[r_bad[rest]] = shapely.is_valid_reason(shapely.polygons(rings[bad[rest]]))
+    polys = shapely.polygons(rings[bad[rest]])
+    reason[r_bad[rest]] = shapely.is_valid_reason(polys)
+    # A spike (a vertex doubling back along an edge) makes the ring invalid without
+    # changing what it covers: repairing it keeps the shoelace area. A bow-tie or a
+    # loop covers differently from its shoelace area (lobes cancel or count twice).
+    shoelace = np.asarray(shapely.area(polys), np.float64)
+    repaired = np.asarray(shapely.area(shapely.make_valid(polys)), np.float64)
+    is_spike = np.abs(repaired - shoelace) <= 1e-9 * np.maximum(shoelace, 1e-300) + 1e-12 * span[rest] ** 2
+    is_spike &= _doubles_back(pts, starts[bad[rest]], counts[bad[rest]])
+    spike[r_bad[rest][is_spike]] = True
+    invalid[r_bad[rest][~is_spike]] = True
+
+
+def _doubles_back(pts: F64, starts: I64, counts: I64) -> B:
+    """Per ring: does some vertex turn back by 180 degrees (the tip of a spike)?
+
+    Repeated points are dropped first (a closing point or a double click is no turn).
+    A ring that touches itself at a point without reversing anywhere is no spike.
+    """
+    idx = _gather_segments(starts, counts)
+    owner = np.repeat(np.arange(counts.size), counts)
+    p = pts[idx]
+    seg = _Segments(counts)
+    nxt = np.stack([seg.next_of(p[:, 0]), seg.next_of(p[:, 1])], axis=1)
+    keep = np.any(p != nxt, axis=1)
+    p, owner = p[keep], owner[keep]
+    seg = _Segments(np.bincount(owner, minlength=counts.size).astype(np.int64))
+    if p.shape[0] == 0:
+        return np.zeros(counts.size, bool)
+    nx, ny = seg.next_of(p[:, 0]), seg.next_of(p[:, 1])
+    ex, ey = nx - p[:, 0], ny - p[:, 1]  # edge k: vertex k -> k+1
+    fx, fy = seg.next_of(ex), seg.next_of(ey)  # edge k+1
+    cross = ex * fy - ey * fx
+    dot = ex * fx + ey * fy
+    scale = np.hypot(ex, ey) * np.hypot(fx, fy)
+    back = (np.abs(cross) <= 1e-9 * scale) & (dot < 0)
+    return np.asarray(seg.reduce(np.logical_or, back, False), dtype=np.bool_)
 
 
 def _union_areas(batch: Batch, rows: I64) -> F64:
