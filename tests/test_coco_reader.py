@@ -205,3 +205,53 @@ def test_sniffing_reads_keys_as_the_reader_does() -> None:
     assert top_level_array_keys(b'{"x": "\\"images\\": [", "y": 1}') == set()
     assert top_level_array_keys(b'{"annot ations": []}') == {"annot ations"}
     assert top_level_array_keys(b'["images"]') == set()
+
+
+# -- COCO flavours ---------------------------------------------------------------------
+
+FLAVOURS = DATA / "valid" / "coco_flavours"
+
+
+@pytest.mark.parametrize("flavour", ["captions", "panoptic"])
+def test_captions_and_panoptic_are_skipped_with_their_reason(flavour: str) -> None:
+    from annogate.engine import Engine
+
+    path = FLAVOURS / f"{flavour}.json"
+    fmt = detect_format(path)
+    assert fmt is not None and fmt.name == "coco"
+    b = load_batch(path)
+    assert b.skip_reason == f"COCO {flavour}: not an instance batch"
+    assert len(b.annotations) == 0 and len(b.images) == 1 and b.problems == []
+    # never failed with dangling category ids (the panoptic segment names class 999)
+    assert Engine().run_gate(path, "schema").verdict != "failed"
+
+
+def test_mixed_captions_and_instances_are_judged_as_instances(tmp_path: Path) -> None:
+    """One caption element must not turn a defective instance batch into a skipped one."""
+    doc = json.loads((DATA / "invalid" / "coco" / "dangling_image_id__no_such_image.json").read_text())
+    doc["annotations"].insert(0, {"id": 1, "image_id": 1, "caption": "cover"})
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(doc, indent=1))
+    b = load_batch(p)
+    assert b.skip_reason is None and len(b.annotations) == len(doc["annotations"])
+
+
+def test_results_list_is_a_batch_of_predictions(tmp_path: Path) -> None:
+    from annogate.engine import Engine
+
+    p = tmp_path / "res.json"
+    p.write_text(
+        json.dumps(
+            [
+                {"image_id": 2, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.9},
+                {"image_id": 1, "category_id": 1, "bbox": [5, 6, 7, "8"], "score": 0.1},
+            ],
+            indent=1,
+        )
+    )
+    b = load_batch(p)
+    assert b.predictions and b.skip_reason is None and len(b.annotations) == 2
+    assert b.pointer(1) == "/1"
+    found = {(f.rule, f.pointer) for f in Engine().run_gate(p, "schema").findings}
+    # the only finding is the bad box: without its ground truth nothing dangles
+    assert found == {("schema", "/1/bbox/3")}

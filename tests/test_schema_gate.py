@@ -175,3 +175,20 @@ def test_huge_ids_never_resolve_to_each_other(engine: Engine, tmp_path: Path) ->
     doc = _doc(images__0__id=-1, annotations__0__image_id=2**64)  # 2**64 is parsed as a float
     assert ("schema", "/annotations/0/image_id") in _schema(engine, tmp_path, doc)
     assert load_batch(tmp_path / "b.json").annotations.image[0] == -1
+
+
+@pytest.mark.parametrize("bad", ['"x"', "true", "null"])
+def test_huge_polygon_is_validated_by_kind_at_its_true_index(engine: Engine, tmp_path: Path, bad: str) -> None:
+    """A 1M-vertex polygon among the first (always validated) annotations: jsonschema sees a
+    shortened copy (it took 28 s on the whole array), yet the bad value keeps its pointer."""
+    doc = _doc()
+    n = 2_000_000
+    ring = ",".join(["1.5,2"] * (n // 2))
+    text = json.dumps(doc)
+    marker = '"segmentation": [[10, 20, 110, 20, 110, 220, 10, 220]]'
+    assert marker in text
+    p = tmp_path / "big.json"
+    p.write_text(text.replace(marker, f'"segmentation": [[{ring},-3,{bad},7]]', 1))
+    result = engine.run_gate(p, "schema")
+    found = [(f.rule, f.pointer) for f in result.findings]
+    assert found == [("schema", f"/annotations/0/segmentation/0/{n + 1}")], found

@@ -91,7 +91,7 @@ def looks_like_coco(path: Path, head: bytes) -> bool:
 class _Builder:
     """Column lists for one kind of element; converted to arrays once at the end."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str | None) -> None:
         self.key = key
         self.n = 0
         self.flagged: list[_Element] = []
@@ -192,7 +192,7 @@ class _Annotations(_Builder):
     """The hot loop: one pass of cheap exact type checks per annotation."""
 
     def __init__(self, *, results: bool, annotator_field: str | None) -> None:
-        super().__init__("annotations")
+        super().__init__(None if results else "annotations")  # a results list is the root array
         self.results = results
         self.annotator_field = annotator_field
         self.id: list[int | None] = []
@@ -465,16 +465,10 @@ class _Annotations(_Builder):
 
     def _numeric(self, values: list[Any], chunk: Chunk, field: str) -> npt.NDArray[np.float64]:
         """Flat numbers to float64; on a non-number, flag the elements that hold one."""
-        try:
-            arr = np.array(values)
-        except (ValueError, TypeError, OverflowError):
-            arr = np.empty(0, dtype=object)
-        if arr.dtype.kind in "fiu" and arr.shape == (len(values),):
-            return arr.astype(np.float64, copy=False)
-        out = np.full(len(values), np.nan)
-        for j, v in enumerate(values):
-            if type(v) in _NUM:
-                out[j] = v
+        if set(map(type, values)) <= {int, float}:  # decided at C speed, without a string array
+            return np.array(values, np.float64)
+        nan = float("nan")
+        out = np.fromiter((v if type(v) in _NUM else nan for v in values), np.float64, len(values))
         for k, it in enumerate(chunk.items):
             seg = it.get(field) if type(it) is dict else None
             if type(seg) is list:
@@ -763,20 +757,24 @@ def _shrink(v: Any) -> Any:
         rest = v[SHRINK:]
         tl = list(map(type, rest))
         types = set(tl)
-        extra: set[int] = set()
+        extra = {tl.index(t) for t in types if t is not list}
         if types <= {int, float}:
-            extra = {tl.index(t) for t in types}
             if int in types:
                 neg = np.flatnonzero(np.asarray(rest, np.float64) < 0)
                 if neg.size:
                     extra.add(int(neg[0]))
         else:
-            seen: set[Any] = set()
-            for i, x in enumerate(rest):
-                k = _kind(x)
-                if k not in seen:
-                    seen.add(k)
-                    extra.add(i)
+            if int in types:
+                first_neg = next((i for i, x in enumerate(rest) if type(x) is int and x < 0), None)
+                if first_neg is not None:
+                    extra.add(first_neg)
+            if list in types:
+                seen: set[Any] = set()
+                for i in (i for i, t in enumerate(tl) if t is list):
+                    k = _kind(rest[i])
+                    if k not in seen:
+                        seen.add(k)
+                        extra.add(i)
         keep += sorted(SHRINK + i for i in extra)
     out = _Shrunk(_shrink(v[i]) for i in keep)
     out.orig = keep
@@ -832,6 +830,8 @@ def validate(
         aid = el.item.get("id") if type(el.item) is dict and el.key in ("annotations", None) else None
         pointers: set[str] = set()
         for err in errs:
+            if err.context:  # oneOf/anyOf (polygons or RLE): name the deepest failing value
+                err = jsonschema.exceptions.best_match([err])
             ptr = _pointer(base, item, err.absolute_path)
             if ptr in pointers:
                 continue  # one message per place (2**70 is both "not an integer" and "too large")
