@@ -14,6 +14,12 @@ from typing import Any
 
 import pytest
 
+# The plugin loads the engine (and NumPy) only under --annogate. In-process pytester
+# runs restore sys.modules afterwards, and NumPy cannot be imported twice in one
+# process: load it here, in the outer session, so every inner run shares it.
+import annogate.engine
+import annogate.session  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]

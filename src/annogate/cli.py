@@ -1,62 +1,89 @@
 """``annogate PATH... [pytest args]``: pytest with ``--annogate`` on the given paths.
 
-This is what the pre-commit hook calls with the staged label files. Arguments
-that are existing paths are the batches; everything else is passed to pytest
-unchanged (``-q``, ``-x``, ``-n auto``, ``--annogate-report r.json``...).
+This is what the pre-commit hook calls with the staged label files. Every argument
+is passed to pytest unchanged: pytest parses options and their values, and the
+collection decides which paths are label batches (a staged file that is none is
+ignored; only such files and nothing else given: exit 0, "no label batches").
+
+Exit codes are pytest's: 0 every batch passed, 1 a batch failed a gate,
+2 interrupted (e.g. an invalid nested rules file), 3 internal error (e.g. an
+output could not be written), 4 usage error (bad option, rules or output path),
+5 no batches found under the given folders.
+
+The pytest cache: by default the console script runs with ``-p no:cacheprovider``,
+because pytest keeps its cache in the rootdir, which for a label repository is
+often the batch folder itself, and a gate must leave the reviewed folders as it
+found them (a stray ``.pytest_cache`` shows up in ``git status``, in dataset
+uploads and in the next pre-commit run). When an option that needs the cache is
+given (``--lf``, ``--ff``, ``--nf``, ``--sw``, ``--cache-show``...), the cache is
+kept in the user's cache folder instead (``$XDG_CACHE_HOME/annogate/pytest/<hash
+of the working directory>``), unless ``-o cache_dir=...`` says otherwise.
+
+Only the standard library and pytest are imported here: importing annogate's
+modules before ``pytest.main`` would make pytest warn that the plugin "was already
+imported so cannot be rewritten".
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from annogate.engine import Engine
-from annogate.rules import RulesError
+__all__ = ["CACHE_OPTIONS", "cache_args", "main"]
+
+#: pytest options that read or write the cache (cacheprovider and stepwise).
+CACHE_OPTIONS: tuple[str, ...] = (
+    "--lf",
+    "--last-failed",
+    "--ff",
+    "--failed-first",
+    "--nf",
+    "--new-first",
+    "--lfnf",
+    "--last-failed-no-failures",
+    "--sw",
+    "--stepwise",
+    "--sw-skip",
+    "--stepwise-skip",
+    "--sw-reset",
+    "--stepwise-reset",
+    "--cache-show",
+    "--cache-clear",
+)
 
 
-def _batches_only(args: list[str]) -> tuple[list[str], list[str]]:
-    """Drop file arguments that are no label batch (pre-commit passes every staged
-    ``.json``); pytest would call them 'not found'. Folders and options stay."""
-    engine: Engine | None = None
-    keep: list[str] = []
-    dropped: list[str] = []
-    for a in args:
-        p = Path(a)
-        if not a.startswith("-") and p.is_file():
-            try:
-                engine = engine or Engine()
-                is_batch = engine.is_batch(p) is not None
-            except RulesError:
-                is_batch = True  # let the session report the rules error
-            if not is_batch:
-                dropped.append(a)
-                continue
-        keep.append(a)
-    return keep, dropped
+def _user_cache_dir(cwd: Path) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    key = hashlib.sha256(str(cwd).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return Path(base) / "annogate" / "pytest" / key
+
+
+def cache_args(args: Sequence[str], *, cwd: Path | None = None) -> list[str]:
+    """Extra pytest arguments that keep pytest's cache out of the label folders (see above)."""
+    wants = any(a == o or a.startswith(o + "=") for a in args for o in CACHE_OPTIONS)
+    if not wants:
+        if any("cacheprovider" in a for a in args):
+            return []  # the user already decides (e.g. the pre-commit hook's own -p no:cacheprovider)
+        return ["-p", "no:cacheprovider"]
+    if any("cache_dir" in a for a in args):
+        return []
+    return ["-o", f"cache_dir={_user_cache_dir(cwd or Path.cwd())}"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(__doc__.strip())
+        print((__doc__ or "").strip().split("\n\n")[0])
         print("\nannogate options (see `pytest --help` for the rest):")
-        print("  --annogate-rules PATH   --annogate-report PATH   --annogate-rework PATH")
+        print("  --annogate-rules PATH   --annogate-report PATH   --annogate-rework PATH (.csv/.json)")
+        print("  --annogate-max-findings N")
         return 0 if args else 4
-    # -p no:cacheprovider is not forced: --lf works through the cache as usual.
-    # rootdir/ini from the label repository itself; our plugin is loaded by entry point.
-    args, dropped = _batches_only(args)
-    if dropped and not any(Path(a).exists() for a in args):
-        print("annogate: no label batches among the given paths")
-        return 0
-    code = pytest.main(["--annogate", *args])
-    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
-        # pre-commit passes every staged .json/.xml/.txt; none being a label batch is fine
-        print("annogate: no label batches among the given paths")
-        return 0
-    return int(code)
+    return int(pytest.main(["--annogate", *cache_args(args), *args]))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,8 +9,8 @@ file once however many batches name it.
 from __future__ import annotations
 
 import fnmatch
+import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,13 +43,35 @@ class _Loaded:
     seconds: float
 
 
+def _abs(path: Path) -> Path:
+    """Absolute, ``..`` folded, symlinks NOT resolved.
+
+    Why not ``resolve()``: a symlinked batch is judged by the rules of the place it
+    is linked into (the nearest ``annogate.toml`` above the link), and it is reported
+    under the name it was collected by; resolving would silently apply the target's
+    rules and merge two differently-judged batches into one.
+    """
+    return Path(os.path.abspath(path))
+
+
 def _display_path(path: Path) -> Path:
     """The path relative to the working directory when below it: what findings,
     terminal lines and CI annotations show (GitHub wants repository-relative paths)."""
-    try:
-        return path.resolve().relative_to(Path.cwd())
-    except ValueError:
-        return path
+    for cand in (_abs(path), path.resolve()):
+        try:
+            return cand.relative_to(Path.cwd())
+        except ValueError:
+            continue
+    return path
+
+
+def _exception_text(e: BaseException, limit: int = 500) -> str:
+    """``TypeName: message``, the message cut to ``limit`` characters (an exception
+    can carry a whole input value; the terminal and the report need the gist)."""
+    msg = str(e)
+    if len(msg) > limit:
+        msg = msg[: limit - 1] + "…"
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -92,7 +114,7 @@ class Engine:
     # -- rules -------------------------------------------------------------
     def rules_for(self, batch_path: Path) -> Rules:
         """The rules in force for a batch (cached per rules file)."""
-        rp = self.rules_path if self.rules_path is not None else find_rules_file(batch_path.resolve())
+        rp = self.rules_path if self.rules_path is not None else find_rules_file(_abs(batch_path))
         key = rp.resolve() if rp is not None else None
         if key not in self._rules:
             self._rules[key] = load_rules(key, sections=self.sections, default_pack="detection")
@@ -110,31 +132,28 @@ class Engine:
         rules = self.rules_for(path)
         if rules.golden_file() == path.resolve():
             return None
-        rel = str(path.resolve())
-        for pat in rules.data.get("exclude", []):
-            if (
-                fnmatch.fnmatch(path.name, pat)
-                or fnmatch.fnmatch(rel, pat)
-                or fnmatch.fnmatch(rel, str(rules.base_dir / pat))
-            ):
-                return None
+        for rel in dict.fromkeys((str(_abs(path)), str(path.resolve()))):
+            for pat in rules.data.get("exclude", []):
+                if (
+                    fnmatch.fnmatch(path.name, pat)
+                    or fnmatch.fnmatch(rel, pat)
+                    or fnmatch.fnmatch(rel, str(rules.base_dir / pat))
+                ):
+                    return None
         return fmt
 
-    def iter_batches(self, root: Path) -> Iterator[Path]:
-        """Batch files under ``root`` (a file or a folder), sorted, hidden folders skipped."""
-        if root.is_file():
-            if self.is_batch(root):
-                yield root
-            return
-        for p in sorted(root.rglob("*")):
-            if any(part.startswith(".") for part in p.relative_to(root).parts):
-                continue
-            if p.is_file() and self.is_batch(p):
-                yield p
+    def batch_key(self, path: Path) -> tuple[str, str]:
+        """What makes two collected paths the same batch: the same file judged by the
+        same rules. A directory symlink loop reaches one file under endless names;
+        all of them share this key, so the batch is collected once."""
+        rules = self.rules_for(path)
+        return (os.path.realpath(path), str(rules.path.resolve()) if rules.path else "")
 
     # -- loading -----------------------------------------------------------
     def _load(self, path: Path, **options: Any) -> _Loaded:
-        key = path.resolve()
+        # Keyed by the unresolved path: how a batch is read depends on its rules
+        # (format, annotator field), which depend on where it was found.
+        key = _abs(path)
         if key not in self._loaded:
             t0 = time.perf_counter()
             rules = self.rules_for(path)
@@ -148,6 +167,11 @@ class Engine:
                 self._loaded[key] = _Loaded(
                     batch=None, failure=LoadFailure(path=path, error=e), seconds=time.perf_counter() - t0
                 )
+            except Exception as e:  # a third-party reader's bug must not crash the session
+                err = LoadError(f"the reader raised {_exception_text(e)}", path=_display_path(path))
+                self._loaded[key] = _Loaded(
+                    batch=None, failure=LoadFailure(path=path, error=err), seconds=time.perf_counter() - t0
+                )
         return self._loaded[key]
 
     def load(self, path: Path) -> Batch:
@@ -158,12 +182,9 @@ class Engine:
             raise loaded.failure.error
         return loaded.batch
 
-    def load_failure(self, path: Path) -> LoadFailure | None:
-        return self._load(path).failure
-
     def release(self, path: Path) -> None:
         """Forget a batch once all its gates ran (keeps memory flat over many batches)."""
-        self._loaded.pop(path.resolve(), None)
+        self._loaded.pop(_abs(path), None)
 
     # -- gates -------------------------------------------------------------
     def gate(self, name: str) -> Gate:
@@ -174,7 +195,13 @@ class Engine:
 
     def run_gate(self, path: Path, name: str) -> GateResult:
         """Run one gate on one batch. A batch that does not load fails ``schema``
-        with the parser's message and skips every other gate."""
+        with the parser's message and skips every other gate; a batch its reader
+        marks as having nothing to gate (``Batch.skip_reason``) skips every gate.
+
+        A gate that raises (any ``Exception``: a bug, an overflow, a MemoryError on a
+        hostile input) fails *this* gate with a message naming the gate and the
+        exception; the batch's other gates still run, and the session goes on.
+        """
         gate = self.gate(name)
         loaded = self._load(path)
         if loaded.batch is None:
@@ -193,6 +220,8 @@ class Engine:
                 pointer=None,
             )
             return GateResult(gate="schema", verdict="failed", findings=[f], metrics={"column": err.column})
+        if loaded.batch.skip_reason:
+            return GateResult(gate=name, verdict="skipped", reason=loaded.batch.skip_reason)
         rules = self.rules_for(path)
         ctx = GateContext(
             section=rules.section(name),
@@ -202,7 +231,15 @@ class Engine:
             cache=self._cache,
         )
         # no timings in results: the audit report must be byte-identical across runs
-        return gate.run(loaded.batch, ctx)
+        try:
+            return gate.run(loaded.batch, ctx)
+        except Exception as e:  # MemoryError, RecursionError, OverflowError included
+            return GateResult(
+                gate=name,
+                verdict="failed",
+                population=len(loaded.batch.annotations),
+                reason=f"the {name} gate raised {_exception_text(e)}",
+            )
 
     def run_batch(self, path: Path, names: list[str]) -> BatchRun:
         """Run the named gates of one batch (each once per process) and return them all.
@@ -211,7 +248,7 @@ class Engine:
         failing item can show the batch's whole cost table; gates already run are
         not run again.
         """
-        key = path.resolve()
+        key = _abs(path)
         run = self._runs.get(key)
         if run is None:
             loaded = self._load(path)

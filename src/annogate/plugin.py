@@ -4,27 +4,51 @@ Thin on purpose: everything that decides anything lives in the engine and the
 gates. This module maps batches to pytest nodes, gate verdicts to pass/fail/skip,
 and results to pytest's own reporting channels (terminal, junitxml properties,
 xdist report transport). Without ``--annogate`` it does nothing at all.
+
+Why only pytest and the standard library are imported at module level: pytest
+loads this module (an entry point) in every session of every project where
+annogate is installed. The engine, NumPy, jsonschema, orjson and shapely load
+in ``pytest_configure`` and only when ``--annogate`` is given.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from annogate.engine import Engine
-from annogate.findings import GateResult
-from annogate.rules import RulesError
+if TYPE_CHECKING:
+    from annogate.engine import Engine
+    from annogate.findings import GateResult
+    from annogate.report import BatchOutcome
 
-__all__ = ["BatchFile", "GateItem"]
+__all__ = ["ZERO_BATCHES_OK", "BatchFile", "GateItem"]
+
+#: A session given only files that are no label batch (pre-commit passes every
+#: staged ``.json``/``.xml``/``.txt``) exits 0 with a message. A later change makes
+#: zero batches a failure: set this to False.
+ZERO_BATCHES_OK = True
 
 _RESULT_KEY = "annogate_result"
-_ENGINE_KEY = pytest.StashKey[Engine]()
+_ENGINE_KEY = pytest.StashKey["Engine"]()
 _COLLECTOR_KEY = pytest.StashKey["Collector"]()
+_SEEN_KEY = pytest.StashKey[set[tuple[str, str]]]()
+_ARGS_KEY = pytest.StashKey[set[Path]]()
+
+#: Output options checked before any gate runs: (dest, flag, allowed suffixes).
+#: Options that are not registered (a future ``--annogate-html``) are skipped.
+_OUTPUTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("annogate_report", "--annogate-report", ()),
+    ("annogate_rework", "--annogate-rework", (".csv", ".json")),
+    ("annogate_html", "--annogate-html", ()),
+    ("annogate_history", "--annogate-history", ()),
+    ("xmlpath", "--junitxml", ()),
+)
+_REAL_OUTPUTS = pytest.StashKey[dict[str, Path]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,7 +65,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="rules file to use for every batch (default: nearest annogate.toml or pyproject.toml [tool.annogate])",
     )
-    group.addoption("--annogate-report", metavar="PATH", default=None, help="write the JSON audit report here")
+    group.addoption(
+        "--annogate-report",
+        metavar="PATH",
+        default=None,
+        help="write the JSON audit report here (refused if it is an input, a folder or a special file)",
+    )
     group.addoption(
         "--annogate-rework", metavar="PATH", default=None, help="write the rework list here (.csv or .json)"
     )
@@ -50,7 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         type=int,
         default=None,
-        help="offending annotations listed per failing gate (default 10, 50 with -v)",
+        help="offending annotations listed per failing gate (default 10, 50 with -v, all with -vv; N >= 0)",
     )
 
 
@@ -58,27 +87,113 @@ def _enabled(config: pytest.Config) -> bool:
     return bool(config.getoption("annogate", default=False))
 
 
+def _arg_paths(config: pytest.Config) -> list[Path]:
+    """The paths the session was asked to collect, absolute, ``::node`` parts dropped."""
+    base = config.invocation_params.dir
+    return [Path(os.path.abspath(base / str(a).split("::")[0])) for a in config.args]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not _enabled(config):
         return
+    n = config.getoption("annogate_max_findings")
+    if n is not None and n < 0:
+        raise pytest.UsageError(f"--annogate-max-findings {n}: must be 0 or more")
+    from annogate.engine import Engine
+    from annogate.rules import RulesError
+
     rules = config.getoption("annogate_rules")
     try:
-        config.stash[_ENGINE_KEY] = Engine(rules_path=Path(rules) if rules else None)
+        engine = Engine(rules_path=Path(rules) if rules else None)
     except RulesError as e:
         raise pytest.UsageError(f"annogate: {e}") from None
-    if not hasattr(config, "workerinput"):  # aggregate on the controller only (xdist)
+    config.stash[_ENGINE_KEY] = engine
+    config.stash[_SEEN_KEY] = set()
+    config.stash[_ARGS_KEY] = {p for p in _arg_paths(config) if p.is_file()}
+    if not hasattr(config, "workerinput"):  # aggregate and write on the controller only (xdist)
+        config.stash[_REAL_OUTPUTS] = _check_outputs(config, engine)
         collector = Collector(config)
         config.stash[_COLLECTOR_KEY] = collector
         config.pluginmanager.register(collector, "annogate-collector")
+
+
+def _check_outputs(config: pytest.Config, engine: Engine) -> dict[str, Path]:
+    """Refuse output targets that are folders, special files, unwritable or inputs.
+
+    Inputs are: files named on the command line, label batches below a folder named
+    there, golden files and rules files (compared by resolved path and inode).
+    """
+    from annogate.report.outputs import OutputError, check_output, same_file
+    from annogate.rules import RulesError
+
+    args = _arg_paths(config)
+    inputs: list[tuple[Path, str]] = []
+    if engine.rules_path is not None:
+        inputs.append((engine.rules_path, "the --annogate-rules file"))
+
+    def rules_inputs(p: Path) -> list[tuple[Path, str]]:
+        try:
+            r = engine.rules_for(p)
+        except RulesError:
+            return []  # reported as a usage error at session start
+        found = [(r.path, "a rules file"), (r.golden_file(), "a golden file")]
+        return [(path, what) for path, what in found if path is not None]
+
+    for a in args:
+        if a.exists():
+            if a.is_file():
+                inputs.append((a, "a file given on the command line"))
+            inputs.extend(rules_inputs(a))
+
+    def is_input(target: Path) -> str | None:
+        """Inputs found from the target itself: the rules and golden file in force
+        where it lies, and any batch below a folder given on the command line."""
+        for path, what in rules_inputs(target):
+            if same_file(target, path):
+                return what
+        for a in args:
+            if a.is_dir() and (_below(target, a)):
+                try:
+                    if engine.is_batch(target) is not None:
+                        return f"a label batch below {a}"
+                except RulesError:
+                    return None
+        return None
+
+    real: dict[str, Path] = {}
+    for dest, flag, suffixes in _OUTPUTS:
+        value = config.getoption(dest, default=None)
+        if not value:
+            continue
+        try:
+            out = check_output(str(value), option=flag, suffixes=suffixes, inputs=list(inputs), is_input=is_input)
+        except OutputError as e:
+            raise pytest.UsageError(f"annogate: {e}") from None
+        for other_flag, other in real.items():
+            if same_file(out, other) or out == other:
+                raise pytest.UsageError(f"annogate: {flag} {value}: is also the {other_flag} target")
+        real[flag] = out
+    return real
+
+
+def _below(target: Path, folder: Path) -> bool:
+    for f in dict.fromkeys((folder, Path(os.path.realpath(folder)))):
+        try:
+            target.relative_to(f)
+            return True
+        except ValueError:
+            continue
+    return False
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Read the rules above each path argument now: a bad key is a usage error up front."""
     if not _enabled(session.config):
         return
+    from annogate.rules import RulesError
+
     engine = session.config.stash[_ENGINE_KEY]
-    for arg in session.config.args:
-        p = Path(arg.split("::")[0])
+    for p in _arg_paths(session.config):
         if p.exists():
             try:
                 engine.rules_for(p if p.is_dir() else p.parent)
@@ -86,21 +201,69 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 raise pytest.UsageError(f"annogate: {e}") from None
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.File | None:
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Do not descend into a directory symlink that points at one of its own ancestors
+    (a loop): it would show the same batches under ever longer names, up to the OS's
+    symlink limit."""
+    if not _enabled(config) or not collection_path.is_symlink() or not collection_path.is_dir():
+        return None
+    target = Path(os.path.realpath(collection_path))
+    parent = Path(os.path.realpath(collection_path.parent))
+    if parent == target or target in parent.parents:
+        return True
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Generator[None, list[Any], list[Any]]:
+    collected = yield
     config = parent.config
     if not _enabled(config):
-        return None
+        return collected
+    node = _batch_node(file_path, parent)
+    if node is not None:
+        return [*collected, node]
+    if not collected and Path(os.path.abspath(file_path)) in config.stash[_ARGS_KEY]:
+        # A file named on the command line that nothing collects (pre-commit passes
+        # every staged .json): an empty node instead of pytest's "not found" error.
+        empty: NotABatch = NotABatch.from_parent(parent, path=file_path)
+        return [empty]
+    return collected
+
+
+def _batch_node(file_path: Path, parent: pytest.Collector) -> pytest.File | None:
+    from annogate.rules import RulesError
+
+    config = parent.config
     engine = config.stash[_ENGINE_KEY]
     try:
         fmt = engine.is_batch(file_path)
+        key = engine.batch_key(file_path) if fmt is not None else None
     except RulesError as e:
         bad: RulesErrorFile = RulesErrorFile.from_parent(parent, path=file_path)
         bad.error = str(e)
         return bad
-    if fmt is None:
+    if fmt is None or key is None:
         return None
+    seen = config.stash[_SEEN_KEY]
+    if key in seen:  # the same file under the same rules, reached again (symlinks)
+        return None
+    seen.add(key)
     node: BatchFile = BatchFile.from_parent(parent, path=file_path)
+    from annogate.report.terminal import clean
+
+    if clean(node.nodeid) != node.nodeid:
+        # A file name with control characters (an ANSI escape): pytest prints node ids
+        # raw, so the node gets the escaped name (the path stays the real one).
+        node = BatchFile.from_parent(parent, path=file_path, name=clean(node.name), nodeid=clean(node.nodeid))
     return node
+
+
+class NotABatch(pytest.File):
+    """A file named on the command line that is no label batch: collects nothing."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        return iter(())
 
 
 class RulesErrorFile(pytest.File):
@@ -142,6 +305,8 @@ class GateItem(pytest.Item):
         self.result: GateResult | None = None
 
     def runtest(self) -> None:
+        from annogate.report.terminal import clean
+
         engine = self.config.stash[_ENGINE_KEY]
         parent = self.parent
         assert isinstance(parent, BatchFile)
@@ -153,7 +318,7 @@ class GateItem(pytest.Item):
         self.user_properties.append((_RESULT_KEY, json.dumps(outcome.item_payload(self.gate), separators=(",", ":"))))
         if result.verdict == "skipped":
             # report the skip at the batch, not at this line of the plugin
-            raise pytest.skip.Exception(result.reason or "nothing to check", _use_item_location=True)
+            raise pytest.skip.Exception(clean(result.reason or "nothing to check"), _use_item_location=True)
         if result.verdict == "failed":
             raise GateFailed(result)
 
@@ -162,14 +327,55 @@ class GateItem(pytest.Item):
             from annogate.report.terminal import failure_lines
 
             verbose = self.config.get_verbosity()
-            limit = self.config.getoption("annogate_max_findings") or (50 if verbose > 0 else 10)
+            limit = self.config.getoption("annogate_max_findings")
+            if limit is None:
+                limit = 50 if verbose > 0 else 10
             return "\n".join(
                 failure_lines(self.outcome.outcome(), excinfo.value.result, max_findings=limit, verbose=verbose)
             )
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, 0, self.nodeid
+        # pytest prints the domain as the failure header, and in -v lines replaces a
+        # node id that ends with the domain by the domain with its dots turned into
+        # "::" (Python's module.Class.test): the plain node id as domain printed
+        # "batch::json::golden". The " gate" suffix keeps the -v line the node id.
+        return self.path, 0, f"{self.nodeid} gate"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """An item that ended without a gate result (it errored outside its gate, or a
+    plugin skipped it) still ships one, so the audit report lists its batch and its
+    verdict agrees with pytest's."""
+    rep = yield
+    if not isinstance(item, GateItem) or item.result is not None:
+        return rep
+    if not (rep.when == "call" or (rep.when == "setup" and not rep.passed)):
+        return rep
+    from annogate.engine import _display_path
+
+    path = str(_display_path(item.path))
+    if rep.skipped:
+        longrepr = rep.longrepr
+        reason = str(longrepr[2]) if isinstance(longrepr, tuple) else "skipped"
+        payload = _payload(path, item.gate, "skipped", reason.removeprefix("Skipped: "))
+    else:
+        err = call.excinfo.exconly().splitlines()[0][:500] if call.excinfo is not None else rep.outcome
+        payload = _payload(path, item.gate, "failed", f"the {item.gate} item errored: {err}")
+    rep.user_properties.append((_RESULT_KEY, json.dumps(payload, separators=(",", ":"))))
+    return rep
+
+
+def _payload(path: str, gate: str, verdict: str, reason: str) -> dict[str, Any]:
+    """An item's payload when no gate result exists: the batch by path only."""
+    from annogate.findings import GateResult
+
+    result = GateResult(gate=gate, verdict=verdict, reason=reason)  # type: ignore[arg-type]
+    facts = {"path": path, "sha256": "", "format": "unknown", "n_annotations": 0, "n_images": 0, "composition": []}
+    return {"batch": facts, "result": result.to_dict()}
 
 
 def _key_figures(result: GateResult) -> list[tuple[str, object]]:
@@ -190,14 +396,25 @@ class Collector:
 
     Each item ships its gate result (and the batch facts) as a JSON user property;
     this plugin picks it up from every report, removes it before junitxml sees it,
-    and at the end writes the terminal summary, the audit report, the rework list
-    and the CI surfaces from the same data, so they are identical with and without
-    ``-n``.
+    and at the end writes the audit report, the rework list and the CI surfaces
+    (in ``pytest_sessionfinish``, where pytest's exit status is known), then prints
+    the summary from the same data, so they are identical with and without ``-n``.
     """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.payloads: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lines: list[str] = []
+        self.outcomes_: list[BatchOutcome] = []
+        self.no_batches = False
+        self.collected: list[tuple[str, str]] = []  # (display path, gate) of items selected here
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Remember the selected gate items (in-process runs): batches whose items never
+        ran (``-x`` stopped the session) still appear in the report, as not run."""
+        from annogate.engine import _display_path
+
+        self.collected = [(str(_display_path(i.path)), i.gate) for i in session.items if isinstance(i, GateItem)]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -210,30 +427,70 @@ class Collector:
                 keep.append((name, value))
         report.user_properties = keep
 
-    def outcomes(self) -> list[Any]:
+    def outcomes(self) -> list[BatchOutcome]:
         from annogate.session import outcomes_from_payloads
 
         return outcomes_from_payloads(list(self.payloads.values()), engine=self.config.stash[_ENGINE_KEY])
 
+    def _only_non_batch_files(self, session: pytest.Session) -> bool:
+        """Every path given was a file, and none of them is a label batch."""
+        if self.config.args_source != pytest.Config.ArgsSource.ARGS:
+            return False
+        paths = _arg_paths(self.config)
+        return bool(paths) and all(p.is_file() for p in paths) and not self.payloads
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self._only_non_batch_files(session):
+            self.no_batches = True
+            if ZERO_BATCHES_OK:
+                session.exitstatus = pytest.ExitCode.OK
+            return
+        if not self.payloads and exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
+            return
+        for path, gate in self.collected:
+            if (path, gate) not in self.payloads:
+                self.payloads[(path, gate)] = _payload(path, gate, "skipped", "not run: the session stopped first")
+        self.outcomes_ = self.outcomes()
+        self._write_artifacts(session, int(session.exitstatus))
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.payloads:
+        if self.no_batches:
+            terminalreporter.write_line("annogate: no label batches among the given paths")
+            return
+        if not self.outcomes_ and not self.lines:
             return
         from annogate.report.terminal import summary_lines
 
-        outcomes = self.outcomes()
         terminalreporter.section("annogate")
-        for line in summary_lines(outcomes):
+        if self.outcomes_:
+            for line in summary_lines(self.outcomes_):
+                terminalreporter.write_line(line)
+        for line in self.lines:
             terminalreporter.write_line(line)
-        self._write_artifacts(outcomes, terminalreporter)
 
-    def _write_artifacts(self, outcomes: list[Any], tr: Any) -> None:
+    def _write_artifacts(self, session: pytest.Session, exit_status: int) -> None:
+        from annogate.report.outputs import OutputError
         from annogate.session import write_artifacts
 
-        for line in write_artifacts(
-            outcomes,
-            engine=self.config.stash[_ENGINE_KEY],
-            report_path=self.config.getoption("annogate_report"),
-            rework_path=self.config.getoption("annogate_rework"),
-            github=os.environ.get("GITHUB_ACTIONS") == "true",
-        ):
-            tr.write_line(line)
+        real = self.config.stash[_REAL_OUTPUTS]
+        report = real.get("--annogate-report")
+        rework = real.get("--annogate-rework")
+        shown = {
+            os.fspath(p): str(self.config.getoption(dest))
+            for dest, flag, _ in _OUTPUTS
+            if (p := real.get(flag)) is not None
+        }
+        try:
+            self.lines = write_artifacts(
+                self.outcomes_,
+                engine=self.config.stash[_ENGINE_KEY],
+                report_path=report,
+                rework_path=rework,
+                github=os.environ.get("GITHUB_ACTIONS") == "true",
+                exit_status=exit_status,
+                shown=shown,
+            )
+        except (OSError, OutputError) as e:
+            self.lines = [f"annogate: could not write an output: {e}"]
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR

@@ -8,6 +8,7 @@ whether or not the session ran on several workers.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,7 +72,14 @@ class BatchRun:
         return _outcome(self.batch_facts(), [self.gates[g] for g in self.order if g in self.gates], self.cost_rules)
 
 
-def _outcome(facts: Mapping[str, Any], results: list[GateResult], cost_rules: Mapping[str, Any]) -> BatchOutcome:
+def _outcome(
+    facts: Mapping[str, Any],
+    results: list[GateResult],
+    cost_rules: Mapping[str, Any],
+    *,
+    rules_path: str | None = None,
+    rules_sha256: str = "",
+) -> BatchOutcome:
     comp = {(c, t): int(n) for c, t, n in facts.get("composition", [])}
     n = int(facts["n_annotations"])
     loaded = bool(facts.get("sha256"))
@@ -83,7 +91,19 @@ def _outcome(facts: Mapping[str, Any], results: list[GateResult], cost_rules: Ma
         n_annotations=n,
         gates=results,
         cost=cost,
+        rules_path=rules_path,
+        rules_sha256=rules_sha256,
     )
+
+
+def _shown(path: Path | None) -> str | None:
+    """A rules path as the report shows it: relative to the working directory when below it."""
+    if path is None:
+        return None
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def outcomes_from_payloads(payloads: Sequence[Mapping[str, Any]], *, engine: Engine) -> list[BatchOutcome]:
@@ -96,8 +116,13 @@ def outcomes_from_payloads(payloads: Sequence[Mapping[str, Any]], *, engine: Eng
     for path in sorted(by_batch):
         items = sorted(by_batch[path], key=lambda p: order.get(p["result"]["gate"], 999))
         results = [GateResult.from_dict(p["result"]) for p in items]
-        cost_rules = engine.rules_for(Path(path)).section("cost")
-        out.append(_outcome(items[0]["batch"], results, cost_rules))
+        rules = engine.rules_for(Path(path))
+        # An item that failed outside its gate ships only the path: take the batch's
+        # facts from an item that read it.
+        facts = next((p["batch"] for p in items if p["batch"].get("sha256")), items[0]["batch"])
+        out.append(
+            _outcome(facts, results, rules.section("cost"), rules_path=_shown(rules.path), rules_sha256=rules.sha256)
+        )
     return out
 
 
@@ -105,40 +130,51 @@ def write_artifacts(
     outcomes: Sequence[BatchOutcome],
     *,
     engine: Engine,
-    report_path: str | None,
-    rework_path: str | None,
+    report_path: str | os.PathLike[str] | None,
+    rework_path: str | os.PathLike[str] | None,
     github: bool,
     step_summary: str | None = None,
+    exit_status: int | None = None,
+    shown: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Write the audit report, rework list and GitHub surfaces; return lines to print."""
-    import os
+    """Write the audit report, rework list and GitHub surfaces; return lines to print.
 
+    Nothing is printed here: the returned lines (messages, then GitHub workflow
+    commands) go through the runner's own output (pytest's terminal writer), so
+    capture, ``-q`` and xdist behave. ``exit_status`` is the runner's, recorded in
+    the report (see :func:`annogate.report.audit.build_report`); ``shown`` maps a
+    path written to the text the user gave for it, for the messages.
+    """
     from annogate import __version__
     from annogate.report import append_step_summary, build_report, workflow_commands, write_report, write_rework
     from annogate.report import step_summary as md_summary
+    from annogate.report.terminal import clean
+
+    def name(p: str | os.PathLike[str]) -> str:
+        return clean((shown or {}).get(os.fspath(p), os.fspath(p)))
 
     lines: list[str] = []
     if report_path:
-        rules_list = sorted({str(r.path) if r.path else "" for r in (engine.rules_for(Path(o.path)) for o in outcomes)})
+        rules_list = sorted({o.rules_path for o in outcomes if o.rules_path})
         first = engine.rules_for(Path(outcomes[0].path)) if outcomes else None
         report = build_report(
             outcomes,
             rules=dict(first.data) if first else {},
-            rules_path=str(first.path) if first and first.path else None,
+            rules_path=_shown(first.path) if first else None,
             rules_sha256=first.sha256 if first else "",
             version=__version__,
+            exit_status=exit_status,
         )
         write_report(report_path, report)
         lines.append(
-            f"annogate: audit report written to {report_path}"
-            + (f" (rules: {', '.join(r for r in rules_list if r)})" if any(rules_list) else "")
+            f"annogate: audit report written to {name(report_path)}"
+            + (f" (rules: {clean(', '.join(rules_list))})" if rules_list else "")
         )
     if rework_path:
         write_rework(rework_path, outcomes)
-        lines.append(f"annogate: rework list written to {rework_path}")
+        lines.append(f"annogate: rework list written to {name(rework_path)}")
     if github:
-        for cmd in workflow_commands(outcomes, root=os.getcwd()):
-            print(cmd)
+        lines.extend(workflow_commands(outcomes, root=os.getcwd()))
         target = step_summary or os.environ.get("GITHUB_STEP_SUMMARY")
         if target:
             append_step_summary(md_summary(outcomes), target)

@@ -60,6 +60,12 @@ class BatchOutcome:
     n_annotations: int
     gates: list[GateResult] = field(default_factory=list)
     cost: CostEstimate | None = None
+    # The rules file that judged this batch (None: built-in defaults) and the SHA-256
+    # of what was applied (the file plus its packs): batches of one session may be
+    # judged by different rules (nested annogate.toml files), and the audit report
+    # records each of them.
+    rules_path: str | None = None
+    rules_sha256: str = ""
 
     @property
     def verdict(self) -> BatchVerdict:

@@ -115,7 +115,19 @@ def _batch(o: BatchOutcome) -> dict[str, Any]:
         "defects_by_gate": o.defects_by_gate(),
         "gates": [_gate(g) for g in sorted(o.gates, key=lambda g: g.gate)],
         "cost": None if o.cost is None else o.cost.to_dict(),
+        "rules": {"path": o.rules_path, "sha256": o.rules_sha256 or None},
     }
+
+
+def _rules_files(items: Sequence[BatchOutcome]) -> list[dict[str, Any]]:
+    """Every rules file that judged a batch, with its digest and the batches it judged."""
+    by: dict[tuple[str | None, str], list[str]] = {}
+    for o in items:
+        by.setdefault((o.rules_path, o.rules_sha256), []).append(o.path)
+    return [
+        {"path": path, "sha256": sha or None, "batches": sorted(paths)}
+        for (path, sha), paths in sorted(by.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+    ]
 
 
 def _totals(outcomes: Sequence[BatchOutcome]) -> dict[str, Any]:
@@ -157,13 +169,21 @@ def build_report(
     rules_sha256: str | None,
     version: str,
     generated_at: datetime | None = None,
+    exit_status: int | None = None,
 ) -> dict[str, Any]:
     """The audit report of a session as plain JSON-able Python (see the module docstring).
 
-    ``generated_at`` defaults to now (UTC); tests pass a fixed time.
+    ``generated_at`` defaults to now (UTC); tests pass a fixed time. ``exit_status``
+    is the runner's (pytest's) exit status: when it says the session failed (a
+    collection error, an internal error, an item that failed outside any gate), the
+    report's verdict is ``failed`` too, whatever the batches say, so the report and
+    the CI status never disagree.
     """
     items = sorted(outcomes, key=lambda o: (o.path, o.sha256))
     verdicts = [o.verdict for o in items]
+    verdict = "failed" if "failed" in verdicts else ("passed" if "passed" in verdicts else "skipped")
+    if exit_status is not None and exit_status not in (0, 5):  # pytest: OK, NO_TESTS_COLLECTED
+        verdict = "failed"
     when = (generated_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     report = {
         "report_format": REPORT_FORMAT,
@@ -171,7 +191,7 @@ def build_report(
         "generated_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "rules": {"path": rules_path, "sha256": rules_sha256, "content": dict(rules)},
         "summary": {
-            "verdict": "failed" if "failed" in verdicts else ("passed" if "passed" in verdicts else "skipped"),
+            "verdict": verdict,
             "batches": len(items),
             "failed": verdicts.count("failed"),
             "passed": verdicts.count("passed"),
@@ -179,23 +199,47 @@ def build_report(
             "annotations": sum(o.n_annotations for o in items),
             "defects": sum(sum(o.defects_by_gate().values()) for o in items),
             "cost": _totals(items),
+            **({} if exit_status is None else {"exit_status": int(exit_status)}),
         },
+        "rules_files": _rules_files(items),
         "batches": [_batch(o) for o in items],
     }
     result: dict[str, Any] = plain(report)
     return result
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: POSIX has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` so that readers see the old file or the new one, never half of it.
 
-    A temporary file in the same directory (same file system, so ``os.replace`` is
-    an atomic rename), flushed and fsynced first; removed if anything fails.
+    A temporary file in the target's folder (same file system, so ``os.replace`` is
+    an atomic rename), flushed and fsynced first; removed if anything fails. The file
+    gets ``0o666 & ~umask`` like any file the user creates (``mkstemp`` alone would
+    leave 0600, unreadable to the CI user who uploads it). A symlinked target is
+    written through (the link stays); a FIFO, device or socket is refused rather
+    than replaced by a regular file.
     """
-    target = Path(path)
+    from annogate.report.outputs import OutputError, special_kind
+
+    target = Path(os.path.realpath(path))
+    try:
+        kind = special_kind(os.stat(target).st_mode)
+    except FileNotFoundError:
+        kind = None
+    if kind:
+        raise OutputError(f"{path}: is {kind}; annogate writes regular files only and never replaces {kind}")
+    if target.is_dir():
+        raise OutputError(f"{path}: is a directory")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()

@@ -64,9 +64,30 @@ def safe_label(value: Any, limit: int = MAX_LABEL) -> str:
 def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=96, layout="constrained")
+    # No layout engine: constrained/tight layout measure every text's bounding box and
+    # cost more than drawing the chart; margins are set from the label lengths instead.
+    fig = Figure(figsize=(width, height), dpi=96)
     fig.patch.set_alpha(0.0)
     return fig
+
+
+#: Approximate width of one character of 9-point DejaVu Sans, in inches (for margins).
+_CHAR_IN = 0.075
+
+
+def _margins(fig: Figure, *, left: float, bottom: float, top: float = 0.15, right: float = 0.2) -> None:
+    """Set the axes margins in inches (converted to the figure's fractions)."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=min(left / w, 0.6),
+        right=1.0 - min(right / w, 0.3),
+        bottom=min(bottom / h, 0.6),
+        top=1.0 - min(top / h, 0.4),
+    )
+
+
+def _longest(labels: Sequence[str]) -> int:
+    return max((len(x) for x in labels), default=0)
 
 
 def _style(ax: Any) -> None:
@@ -159,6 +180,7 @@ def cost_waterfall_svg(
         color=INK,
     )
     ax.set_xticks(range(len(names)), names)
+    _margins(fig, left=0.75, bottom=0.35, top=0.1, right=0.1)
     ax.set_ylim(0, top * 1.18)
     ax.set_ylabel(safe_label(currency, 12), color=INK, fontsize=9)
     ax.yaxis.grid(True, color=GRID, lw=0.8)
@@ -179,7 +201,7 @@ def hbar_svg(
     """Horizontal bars (largest first, at most :data:`MAX_BARS`), optionally with interval whiskers."""
     rows = list(zip(labels, values, low or [None] * len(values), high or [None] * len(values), strict=False))[:MAX_BARS]
     n = max(len(rows), 1)
-    fig = _figure(5.4, 0.9 + 0.3 * n)
+    fig = _figure(5.4, 0.95 + 0.3 * n)
     ax = fig.add_subplot()
     _style(ax)
     ys = list(range(len(rows)))[::-1]
@@ -199,7 +221,9 @@ def hbar_svg(
     right = max([*vals, *(hi for _, _, hi in whisk), 1e-9])
     for y, v in zip(ys, vals, strict=False):
         ax.text(v + right * 0.01, y, value_format.format(v), va="center", ha="left", fontsize=8.5, color=INK)
-    ax.set_yticks(ys, [safe_label(label, 40) for label, _, _, _ in rows])
+    ticks = [safe_label(label, 40) for label, _, _, _ in rows]
+    ax.set_yticks(ys, ticks)
+    _margins(fig, left=0.25 + _CHAR_IN * _longest(ticks), bottom=0.3 + 0.17 * (xlabel.count("\n") + 1), top=0.1)
     ax.set_xlim(0, right * 1.2)
     ax.set_xlabel(safe_label(xlabel), color=INK, fontsize=9)
     ax.xaxis.grid(True, color=GRID, lw=0.8)
@@ -260,7 +284,8 @@ def confusion_heatmap_svg(
                 rgba[i, j, :3] = 0.955
     size = max(len(rows), len(cols))
     side = min(max(3.2, 0.42 * size + 1.8), 9.5)
-    fig = _figure(side + 0.8, side)
+    longest = max(_longest([safe_label(c, 24) for c in cols]), _longest([safe_label(r, 24) for r in rows]))
+    fig = _figure(side + _CHAR_IN * longest, side + 0.65 * _CHAR_IN * longest)
     ax = fig.add_subplot()
     ax.imshow(rgba, aspect="auto", interpolation="nearest")
     fontsize = 9 if size <= 12 else (7 if size <= 20 else 5.5)
@@ -278,7 +303,6 @@ def confusion_heatmap_svg(
                     color="white" if dark else INK,
                     fontweight="bold" if rows[i] != cols[j] else "normal",
                 )
-    ax.set_xticks(range(len(cols)), [safe_label(c, 24) for c in cols], rotation=40, ha="right", fontsize=fontsize)
     ax.set_yticks(range(len(rows)), [safe_label(r, 24) for r in rows], fontsize=fontsize)
     ax.set_xticks(np.arange(-0.5, len(cols), 1.0), minor=True)
     ax.set_yticks(np.arange(-0.5, len(rows), 1.0), minor=True)
@@ -287,6 +311,9 @@ def confusion_heatmap_svg(
     ax.tick_params(which="major", length=0, colors=INK)
     for side_name in ax.spines:
         ax.spines[side_name].set_visible(False)
+    ticks = max(_longest([safe_label(c, 24) for c in cols]), _longest([safe_label(r, 24) for r in rows]))
+    char = _CHAR_IN * fontsize / 9
+    _margins(fig, left=0.45 + char * ticks, top=0.45 + 0.65 * char * ticks, bottom=0.15, right=0.15)
     ax.set_xlabel("batch class", color=INK, fontsize=9)
     ax.set_ylabel("golden class", color=INK, fontsize=9)
     ax.xaxis.set_label_position("top")
@@ -320,19 +347,28 @@ def drift_svg(
         if limit is not None and math.isfinite(limit):
             for x in (-limit, limit):
                 ax.axvline(x, color=RED, lw=0.8, ls="--")
+        py, pm, plo, phi, pc = [], [], [], [], []
         for y, g in zip(ys, groups, strict=False):
             p = points.get((g, edge))
             if p is None:
                 continue
             mean, lo, hi = p
             off = limit is not None and lo is not None and hi is not None and (lo > limit or hi < -limit)
-            colour = RED if off else BLUE
-            if lo is not None and hi is not None:
-                ax.plot([lo, hi], [y, y], color=colour, lw=1.4)
-            ax.plot([mean], [y], "o", color=colour, ms=4)
+            py.append(y)
+            pm.append(mean)
+            plo.append(mean if lo is None else lo)
+            phi.append(mean if hi is None else hi)
+            pc.append(RED if off else BLUE)
+        if py:  # two artists per panel, whatever the number of rows
+            ax.hlines(py, plo, phi, colors=pc, lw=1.4)
+            ax.scatter(pm, py, c=pc, s=16, zorder=3)
         ax.set_title(safe_label(edge, 20), fontsize=9, color=INK)
         ax.xaxis.grid(True, color=GRID, lw=0.8)
         ax.tick_params(axis="x", labelsize=7.5)
-    axes[0].set_yticks(ys, [safe_label(g, 32) for g in groups])
-    fig.supxlabel("mean signed edge offset (fraction of box size), 95 % interval", fontsize=8.5, color=INK)
+    ticks = [safe_label(g, 32) for g in groups]
+    axes[0].set_yticks(ys, ticks)
+    axes[0].set_ylim(-0.6, len(groups) - 0.4)
+    _margins(fig, left=0.2 + _CHAR_IN * _longest(ticks), bottom=0.55, top=0.3, right=0.15)
+    fig.subplots_adjust(wspace=0.12)
+    fig.text(0.5, 0.02, "mean signed edge offset (fraction of box size), 95 % interval", ha="center", fontsize=8.5, color=INK)
     return _svg(fig, salt)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from annogate.findings import Finding
-from annogate.report.terminal import format_money, format_number
+from annogate.report.terminal import clean, format_money, format_number
 
 if TYPE_CHECKING:
     from annogate.report import BatchOutcome
@@ -32,6 +32,9 @@ __all__ = [
     "step_summary",
     "workflow_commands",
 ]
+
+
+_CRLF = "\r\n"  # encoded by escape_data itself
 
 
 def escape_data(text: str) -> str:
@@ -52,18 +55,23 @@ def annotation_command(
     line: int | None = None,
     title: str | None = None,
 ) -> str:
-    """``::error file=…,line=…,title=…::message`` with every part escaped."""
+    """``::error file=…,line=…,title=…::message`` with every part escaped.
+
+    Control characters (ANSI escapes, CR, bidi overrides) in names and messages
+    come from label files; they are shown escaped (``\\x1b``), never passed to the
+    log raw, where they could rewrite what the reviewer sees.
+    """
     props = []
     if file:
-        props.append(f"file={escape_property(file)}")
+        props.append(f"file={escape_property(clean(file, keep=_CRLF))}")
     if line:
         props.append(f"line={int(line)}")
     if title:
-        props.append(f"title={escape_property(title)}")
+        props.append(f"title={escape_property(clean(title, keep=_CRLF))}")
     head = f"::{level}"
     if props:
         head += " " + ",".join(props)
-    return f"{head}::{escape_data(message)}"
+    return f"{head}::{escape_data(clean(message, keep=_CRLF))}"
 
 
 def _rel(path: str, root: Path | None) -> str:
@@ -133,7 +141,7 @@ def workflow_commands(
 
 def _md(text: str) -> str:
     """A markdown table cell: pipes escaped, line breaks flattened."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return clean(text.replace("\r", " ").replace("\n", " ")).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def step_summary(outcomes: Sequence[BatchOutcome], *, top: int = 10) -> str:

@@ -10,6 +10,7 @@ from the left, because the end of a path is the part that tells files apart.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from annogate.report import BatchOutcome
 
 __all__ = [
+    "clean",
     "cost_lines",
     "failure_lines",
     "format_money",
@@ -32,10 +34,34 @@ __all__ = [
 
 ELLIPSIS = "…"
 
+# C0 and C1 controls, DEL, and the bidirectional overrides/isolates ("Trojan
+# Source"): none of them may reach a terminal or a CI log raw.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def clean(text: str, *, keep: str = "") -> str:
+    """``text`` with every control character escaped (ESC as ``\\x1b``, CR as ``\\x0d``).
+
+    Why: class names, annotator names, file names and messages come from label
+    files a contributor wrote. Raw, an ANSI escape could repaint the terminal
+    (hide a failure, fake a pass), a CR could overwrite the line, a bidi override
+    could reorder what a reviewer reads. Escaped, they stay visible and inert.
+    Characters in ``keep`` pass (GitHub's own escaping encodes CR and LF).
+    """
+    if keep:
+        return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+    return _CONTROL.sub(_escape, text)
+
 
 def truncate(text: str, width: int, *, left: bool = False) -> str:
-    """``text`` cut to ``width`` characters with an ellipsis (at the start when ``left``)."""
-    text = text.replace("\n", " ").replace("\r", " ")
+    """``text`` (control characters escaped) cut to ``width`` characters with an
+    ellipsis (at the start when ``left``)."""
+    text = clean(text.replace("\n", " "))
     if len(text) <= width:
         return text
     if width <= 1:
@@ -78,7 +104,8 @@ def table(
     too wide, the widest column is cut one character at a time (``shrink`` wins
     ties), so the result always fits; ``left_truncate`` columns lose their start.
     """
-    body = [list(r) for r in rows]
+    body = [[clean(c) for c in r] for r in rows]
+    headers = [clean(h) for h in headers]
     ncol = len(headers)
     widths = [max([len(headers[i])] + [len(r[i]) for r in body]) for i in range(ncol)]
     sep = 2
@@ -192,8 +219,8 @@ def gate_failure_lines(
 def _finding_line(f: Finding, width: int) -> str:
     """``  file:line  id  message``; a long path gives way (from the left) to the message."""
     ident = str(f.annotation_id) if f.annotation_id is not None else "-"
-    loc = f.location()
-    msg = f.message.replace("\n", " ").replace("\r", " ")
+    loc = clean(f.location())
+    msg = clean(f.message.replace("\n", " "))
     room = width - 2 - len(ident) - 4 - len(msg)
     if len(loc) > room:
         loc = truncate(loc, max(room, min(len(loc), 24)), left=True)
