@@ -120,6 +120,11 @@ def _svg(fig: Figure, salt: str) -> str:
     text = buf.getvalue()
     start = text.find("<svg")
     svg = text[start:] if start >= 0 else text
+    # matplotlib names groups after the artist ("axes_1", "LineCollection_1"): the same in every chart.
+    # Prefix every id and every reference to one, so charts inlined in one page never share an id.
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{salt}-{m.group(1)}"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{salt}-{m.group(1)})", svg)
+    svg = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{salt}-{m.group(1)}"', svg)
     # Natural size (what the fonts were laid out for); CSS shrinks it on narrow screens (max-width: 100%).
     return svg.replace("<svg", '<svg class="chart"', 1)
 
@@ -225,7 +230,7 @@ def hbar_svg(
     ax.set_yticks(ys, ticks)
     _margins(fig, left=0.25 + _CHAR_IN * _longest(ticks), bottom=0.3 + 0.17 * (xlabel.count("\n") + 1), top=0.1)
     ax.set_xlim(0, right * 1.2)
-    ax.set_xlabel(safe_label(xlabel), color=INK, fontsize=9)
+    ax.set_xlabel("\n".join(safe_label(part) for part in xlabel.split("\n")[:3]), color=INK, fontsize=9)
     ax.xaxis.grid(True, color=GRID, lw=0.8)
     return _svg(fig, salt)
 
@@ -338,7 +343,7 @@ def drift_svg(
     whose boxes moved.
     """
     groups = list(groups)[:MAX_BARS]
-    fig = _figure(7.6, 1.1 + 0.3 * max(len(groups), 1))
+    fig = _figure(9.0, 1.2 + 0.3 * max(len(groups), 1))
     axes = fig.subplots(1, max(len(edges), 1), sharey=True, squeeze=False)[0]
     ys = list(range(len(groups)))[::-1]
     for ax, edge in zip(axes, edges, strict=False):
@@ -363,12 +368,14 @@ def drift_svg(
             ax.hlines(py, plo, phi, colors=pc, lw=1.4)
             ax.scatter(pm, py, c=pc, s=16, zorder=3)
         ax.set_title(safe_label(edge, 20), fontsize=9, color=INK)
-        ax.xaxis.grid(True, color=GRID, lw=0.8)
         ax.tick_params(axis="x", labelsize=7.5)
+        ax.locator_params(axis="x", nbins=4)
     ticks = [safe_label(g, 32) for g in groups]
     axes[0].set_yticks(ys, ticks)
     axes[0].set_ylim(-0.6, len(groups) - 0.4)
     _margins(fig, left=0.2 + _CHAR_IN * _longest(ticks), bottom=0.55, top=0.3, right=0.15)
-    fig.subplots_adjust(wspace=0.12)
-    fig.text(0.5, 0.02, "mean signed edge offset (fraction of box size), 95 % interval", ha="center", fontsize=8.5, color=INK)
+    fig.subplots_adjust(wspace=0.3)
+    fig.text(
+        0.5, 0.02, "mean signed edge offset (fraction of box size), 95 % interval", ha="center", fontsize=8.5, color=INK
+    )
     return _svg(fig, salt)
