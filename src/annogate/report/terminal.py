@@ -164,14 +164,16 @@ def gate_failure_lines(
     counts = result.counts_by_rule()
     pop = result.population
     head = f"{result.gate}: {result.verdict}"
-    if result.reason:
-        head += f" ({result.reason})"
     if counts:
         head += f"; {sum(counts.values()):,} findings ({len(counts)} type{'s' if len(counts) > 1 else ''})"
     head += f" in {pop:,} annotations"
     if result.checks:
         head += f"; {len(result.failed_checks)}/{len(result.checks)} checks failed"
     lines.append(truncate(head, width))
+    if result.reason:
+        # whole, not cut to the width: it is the one line that says what went wrong
+        # (a gate's exception, a golden file that cannot be read)
+        lines.append(clean(result.reason.replace("\n", " ")))
 
     shown_checks: set[int] = set()
     if counts:
