@@ -224,12 +224,14 @@ def hbar_svg(
             lw=1.0,
         )
     right = max([*vals, *(hi for _, _, hi in whisk), 1e-9])
+    ends = {y: hi for y, _, hi in whisk}
     for y, v in zip(ys, vals, strict=False):
-        ax.text(v + right * 0.01, y, value_format.format(v), va="center", ha="left", fontsize=8.5, color=INK)
+        x = max(v, ends.get(y, v))  # after the whisker, never on it
+        ax.text(x + right * 0.015, y, value_format.format(v), va="center", ha="left", fontsize=8.5, color=INK)
     ticks = [safe_label(label, 40) for label, _, _, _ in rows]
     ax.set_yticks(ys, ticks)
     _margins(fig, left=0.25 + _CHAR_IN * _longest(ticks), bottom=0.3 + 0.17 * (xlabel.count("\n") + 1), top=0.1)
-    ax.set_xlim(0, right * 1.2)
+    ax.set_xlim(0, right * 1.25)
     ax.set_xlabel("\n".join(safe_label(part) for part in xlabel.split("\n")[:3]), color=INK, fontsize=9)
     ax.xaxis.grid(True, color=GRID, lw=0.8)
     return _svg(fig, salt)

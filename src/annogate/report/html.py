@@ -570,6 +570,8 @@ def _gate_views(gates: list[Mapping[str, Any]], salt: str) -> list[dict[str, Any
                 if svg:
                     charts_.append({"id": "agreement", "title": "Agreement per annotator pair", "svg": svg})
             if t is not None and t["rows"]:
+                # a table drawn as a chart above is there for the exact figures: folded away
+                t["collapsed"] = tname == "confusion_matrix" or "drift" in str(tname)
                 shown.append(t)
         if name == "confusion":
             svg = _confusion(g, f"{salt}g{gi}cm")
@@ -878,6 +880,8 @@ def render_html(
         )
         for i, b in enumerate(batches_raw)
     ]
+    # Failed batches first (what needs action), then the report's order; ids keep the report's index.
+    batches.sort(key=lambda b: {"failed": 0, "passed": 2, "skipped": 3}.get(b["verdict"], 1))
     env = _environment()
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     rules_files = [
