@@ -92,12 +92,12 @@ def test_last_failed_keeps_its_cache_outside_the_labels(
 ) -> None:
     cache = tmp_path_factory.mktemp("xdg")
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    folder = repo / "defective"
-    first = run(pytester, folder, "batch.json", "--lf", "-q")
-    assert first.ret == 1
-    again = run(pytester, folder, "batch.json", "--lf", "-q")
+    folder = repo  # clean (all gates pass) and defective (every gate fails, as planted)
+    first = run(pytester, folder, "clean/batch.json", "defective/batch.json", "--lf", "-q")
+    assert first.ret == 1 and first.parseoutcomes().get("passed", 0) >= 1
+    again = run(pytester, folder, "clean/batch.json", "defective/batch.json", "--lf", "-q")
     assert again.ret == 1
-    assert again.parseoutcomes().get("deselected", 0) >= 1  # only the failed gates ran again
+    assert "passed" not in again.parseoutcomes()  # only the failed gates ran again
     assert not (folder / ".pytest_cache").exists()
     assert list((cache / "annogate" / "pytest").iterdir())
 
