@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from annogate.checks import confusion, golden
 from annogate.formats import load_batch
 from annogate.gates import GateContext
 from annogate.model import Batch
+from annogate.stats import rate_decision, wilson_interval
 
 DATA = Path(__file__).resolve().parent / "data"
 VALID = DATA / "valid" / "golden"
@@ -40,14 +42,19 @@ def test_named_pair_fails_and_findings() -> None:
     sec = {"pairs": {"cyclist->pedestrian": 0.02, "person->car": 0.1}}
     res = confusion.GATE.run(batch, ctx_for(INVALID, sec, rules={"golden": {"file": "golden.json"}}))
     assert res.verdict == "failed"
-    failed = [(c.metric, c.scope, c.value) for c in res.failed_checks]
-    assert failed == [("pair_rate", "pair:cyclist->pedestrian", 1.0)]
+    failed = [(c.metric, c.scope) for c in res.failed_checks]
+    assert failed == [("pair_rate", "pair:cyclist->pedestrian")]
+    # 1 of 1 golden cyclists: the value is the Wilson low end, the rate the sample is sure of
+    low, _ = wilson_interval(1, 1)
+    assert math.isclose(res.failed_checks[0].value, low) and low > 0.02
     assert [(f.rule, f.severity, f.category, f.image) for f in res.findings] == [
         ("confusion", "error", "pedestrian", "honey_01.jpg")
     ]
     assert "golden 'cyclist' labelled 'pedestrian'" in res.findings[0].message
     m = res.metrics
-    assert m["pairs"]["cyclist->pedestrian"] == {"count": 1, "golden": 1, "rate": 1.0}
+    pr = m["pairs"]["cyclist->pedestrian"]
+    assert (pr["count"], pr["golden"], pr["rate"], pr["decision"]) == (1, 1, 1.0, "fails")
+    assert "95% CI 20.7%-100.0%, n=1" in res.findings[0].message
     assert m["worst_pair"]["pair"] == "cyclist->pedestrian"
     rows, cols, counts = m["matrix"]["rows"], m["matrix"]["columns"], m["matrix"]["counts"]
     assert rows[-1] == "extra" and cols[-1] == "missing"
@@ -60,9 +67,15 @@ def test_named_pair_fails_and_findings() -> None:
 
 def test_max_pair_rate_and_min_support() -> None:
     batch = load_batch(INVALID / "batch.json")
-    ctx = ctx_for(INVALID, {"file": "golden.json", "max_pair_rate": 0.5})
+    ctx = ctx_for(INVALID, {"file": "golden.json", "max_pair_rate": 0.15})
     res = confusion.GATE.run(batch, ctx)
     assert [(c.metric, c.scope) for c in res.failed_checks] == [("pair_rate.max", "pair:cyclist->pedestrian")]
+    # one confused cyclist of one: 100%, but its interval (20.7%-100%) straddles 50%: undecided, passes
+    res = confusion.GATE.run(batch, ctx_for(INVALID, {"file": "golden.json", "max_pair_rate": 0.5}))
+    assert res.verdict == "passed"
+    assert res.metrics["pairs"]["cyclist->pedestrian"]["decision"] == "undecided"
+    assert res.metrics["pairs"]["cyclist->pedestrian"]["more_to_decide"] == 3
+    assert "undecided, ~3 more golden 'cyclist' objects would decide" in res.findings[0].message
     # one golden cyclist is too few to judge with min_support = 2
     res = confusion.GATE.run(batch, ctx_for(INVALID, {"file": "golden.json", "max_pair_rate": 0.5, "min_support": 2}))
     assert res.verdict == "passed"
@@ -102,3 +115,64 @@ def test_schema() -> None:
     for bad in ({"pairs": {"ab": 0.1}}, {"pairs": {"a->b": 2}}, {"max_rate": 0.1}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, confusion.RULES_SCHEMA)
+
+
+def test_pair_on_two_golden_objects_is_judged_on_its_interval(tmp_path: Path) -> None:
+    """1 of 2 golden cyclists labelled pedestrian is 50%, far above a 10% limit as a point
+    estimate, but its interval (9.5%-90.5%) reaches below the limit: undecided, not failed."""
+    from tests.builders import Obj, make_batch
+
+    imgs = {"a.jpg": (200.0, 200.0)}
+    gold_objs = [
+        Obj(image="a.jpg", category="cyclist", bbox=[10, 10, 30, 30]),
+        Obj(image="a.jpg", category="cyclist", bbox=[100, 100, 30, 30]),
+    ]
+    batch_objs = [
+        Obj(image="a.jpg", category="pedestrian", bbox=[10, 10, 30, 30]),
+        Obj(image="a.jpg", category="cyclist", bbox=[100, 100, 30, 30]),
+    ]
+    classes = ["cyclist", "pedestrian"]
+    gold = make_batch(gold_objs, images=imgs, categories=classes)
+    batch = make_batch(batch_objs, images=imgs, categories=classes)
+    (tmp_path / "g.json").write_text("{}")
+    sec = {"file": "g.json", "pairs": {"cyclist->pedestrian": 0.1}, "max_pair_rate": 0.1}
+    ctx = GateContext(section=sec, rules={}, base_dir=tmp_path, load=lambda p: gold)
+    res = confusion.GATE.run(batch, ctx)
+    assert res.verdict == "passed", res.failed_checks
+    d = rate_decision(1, 2, 0.1, "<=")
+    assert d.state == "undecided" and d.low < 0.1 < d.high
+    assert res.metrics["pairs"]["cyclist->pedestrian"]["decision"] == "undecided"
+    row = res.tables["confusion_top_pairs"][1]
+    assert row[0] == "cyclist->pedestrian" and row[-1] == "undecided"
+    # the same habit on 40 of 80 golden cyclists is sure: fails
+    gold = make_batch(
+        [Obj(image="a.jpg", category="cyclist", bbox=[2 * i, 0, 2, 2]) for i in range(80)],
+        images=imgs,
+        categories=classes,
+    )
+    batch = make_batch(
+        [Obj(image="a.jpg", category=classes[i % 2], bbox=[2 * i, 0, 2, 2]) for i in range(80)],
+        images=imgs,
+        categories=classes,
+    )
+    ctx = GateContext(section=sec, rules={}, base_dir=tmp_path, load=lambda p: gold)
+    res = confusion.GATE.run(batch, ctx)
+    assert {(c.metric, c.scope) for c in res.failed_checks} == {
+        ("pair_rate", "pair:cyclist->pedestrian"),
+        ("pair_rate.max", "pair:cyclist->pedestrian"),
+    }
+
+
+def test_confusion_per_annotator_names_who() -> None:
+    """examples/defective: the cyclists labelled pedestrian are alice's; the per-annotator
+    table says so, with the rate over her own golden cyclists and its interval."""
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    batch = load_batch(ex / "defective" / "batch.json")
+    res = confusion.GATE.run(batch, ctx_for(ex, {"file": "golden/golden.json", "max_pair_rate": 0.1}))
+    per = res.metrics["per_annotator"]
+    assert set(per) == {"alice"} and set(per["alice"]) == {"cyclist->pedestrian"}
+    rec = per["alice"]["cyclist->pedestrian"]
+    low, high = wilson_interval(rec["count"], rec["golden"])
+    assert (rec["ci95_low"], rec["ci95_high"]) == (low, high) and rec["decision"] == "undecided"
+    table = res.tables["confusion_per_annotator"]
+    assert table[0][:2] == ["annotator", "pair"] and table[1][:3] == ["alice", "cyclist->pedestrian", rec["count"]]

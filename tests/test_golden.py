@@ -134,6 +134,8 @@ def test_invalid_batch_findings_and_metrics() -> None:
         ("accuracy", "overall"),
         ("drift.left", "overall"),
         ("drift.right", "overall"),
+        ("drift.left", "annotator:bob"),  # the shift is named per annotator too
+        ("drift.right", "annotator:bob"),
         ("recall", "class:cyclist"),
     }
     assert res.population == 7
@@ -281,3 +283,44 @@ def test_unavailable_is_typed() -> None:
     assert isinstance(u, Unavailable) and not u.failed
     u = golden_match(batch, ctx_for(VALID, {"file": "nope.json"}))
     assert isinstance(u, Unavailable) and u.failed and u.result("golden").verdict == "failed"
+
+
+def test_recall_on_a_small_golden_set_is_judged_on_its_interval(tmp_path: Path) -> None:
+    """8 of 10 golden cars found is 80% < 90%, but 10 objects cannot tell 80% from 90%
+    (Wilson 49%-94%): undecided, passes, and says how many more would decide."""
+    from tests.builders import Obj, make_batch
+
+    imgs = {"a.jpg": (400.0, 100.0)}
+    gold = make_batch([Obj(image="a.jpg", category="car", bbox=[30 * i, 10, 20, 20]) for i in range(10)], images=imgs)
+    batch = make_batch([Obj(image="a.jpg", category="car", bbox=[30 * i, 10, 20, 20]) for i in range(8)], images=imgs)
+    res = _gate_on(tmp_path, batch, gold, {"min_recall": 0.9})
+    assert res.verdict == "passed", res.failed_checks
+    iv = res.metrics["overall"]["intervals"]["recall"]
+    assert iv["decision"] == "undecided" and iv["ci95_low"] < 0.8 < 0.9 < iv["ci95_high"]
+    assert iv["more_to_decide"] > 0 and "undecided" in iv["text"]
+    # 80 of 100 is sure to be below 90%
+    gold = make_batch([Obj(image="a.jpg", category="car", bbox=[4 * i, 10, 3, 20]) for i in range(100)], images=imgs)
+    batch = make_batch([Obj(image="a.jpg", category="car", bbox=[4 * i, 10, 3, 20]) for i in range(80)], images=imgs)
+    res = _gate_on(tmp_path, batch, gold, {"min_recall": 0.9, "max_dets": 1000})
+    assert [(c.metric, c.scope) for c in res.failed_checks] == [("recall", "overall")]
+    assert res.metrics["overall"]["intervals"]["recall"]["decision"] == "fails"
+
+
+def test_drift_names_the_annotator() -> None:
+    """examples/defective: bob's boxes are drawn 12% of their width to the right. The
+    drift check must name bob (scope ``annotator:bob``), not only ``overall``, and must
+    not blame alice or carol; the per-annotator table shows it."""
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    batch = load_batch(ex / "defective" / "batch.json")
+    res = GATE.run(batch, ctx_for(ex, {"file": "golden/golden.json", "max_drift": 0.01}))
+    failed = {(c.metric, c.scope) for c in res.failed_checks}
+    assert {("drift.left", "annotator:bob"), ("drift.right", "annotator:bob")} <= failed
+    assert not any(s in {"annotator:alice", "annotator:carol"} for _, s in failed)
+    bob = res.metrics["per_annotator"]["bob"]["drift"]["right"]
+    assert 0.09 < bob["low"] < bob["mean"] < 0.13  # the planted 12%
+    table = res.tables["golden_per_annotator"]
+    assert table[0][0] == "annotator" and {r[0] for r in table[1:]} == {"alice", "bob", "carol"}
+    clean = GATE.run(
+        load_batch(ex / "clean" / "batch.json"), ctx_for(ex, {"file": "golden/golden.json", "max_drift": 0.01})
+    )
+    assert clean.verdict == "passed"

@@ -262,3 +262,35 @@ def test_wilson_edges() -> None:
         wilson_interval(5, 4)
     with pytest.raises(ValueError):
         wilson_interval(1, 4, confidence=1.0)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "limit", "op", "state"),
+    [
+        (2, 8, 0.1, "<=", "undecided"),
+        (1, 1, 0.02, "<=", "fails"),
+        (0, 200, 0.05, "<=", "passes"),
+        (4, 7, 0.9, ">=", "fails"),
+        (28, 30, 0.9, ">=", "undecided"),
+        (199, 200, 0.9, ">=", "passes"),
+    ],
+)
+def test_rate_decision_on_the_wilson_interval(k: int, n: int, limit: float, op: str, state: str) -> None:
+    from annogate.stats import rate_decision
+
+    d = rate_decision(k, n, limit, op)
+    low, high = wilson_interval(k, n)
+    assert d.state == state and (d.low, d.high) == (low, high)
+    assert d.bound == (low if op == "<=" else high)
+    if state == "undecided":
+        assert d.more is not None and d.more > 0
+        p = k / n
+
+        def decided(m: int) -> bool:
+            lo, hi = wilson_interval(p * m, m)
+            return (lo > limit or hi <= limit) if op == "<=" else (hi < limit or lo >= limit)
+
+        assert decided(n + d.more) and not decided(n + d.more - 1)
+        assert "undecided" in d.text() and f"~{d.more} more" in d.text()
+    else:
+        assert d.more is None

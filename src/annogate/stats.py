@@ -20,6 +20,7 @@ Conventions
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, overload
 
@@ -27,9 +28,11 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "RateDecision",
     "fleiss_kappa",
     "krippendorff_alpha_nominal",
     "krippendorff_alpha_nominal_sparse",
+    "rate_decision",
     "wilson_interval",
 ]
 
@@ -204,3 +207,86 @@ def wilson_interval(
     if scalar:
         return float(low), float(high)
     return low.astype(np.float64), high.astype(np.float64)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RateDecision:
+    """What a sample says about a rate against a limit, by its 95% Wilson interval.
+
+    Why: a rate measured on a sample (2 confused cyclists of 8 golden ones, recall on
+    a 30-object golden set) carries sampling noise; failing a batch on the point
+    estimate fails good batches and passes bad ones at random. So, as the drift
+    check already does, a limit is broken only when the *whole* interval lies on
+    the wrong side of it. ``state``: ``"fails"`` (interval beyond the limit),
+    ``"passes"`` (interval within it) or ``"undecided"`` (the interval straddles the
+    limit: the sample is too small to tell). ``bound``: the interval's end nearest
+    the limit from the allowed side (``low`` for a maximum, ``high`` for a
+    minimum), the figure a check compares. ``more``: for an undecided rate, how
+    many more sampled objects would decide it if the observed rate held (None when
+    it never would: the rate sits on the limit, or nothing was sampled).
+    """
+
+    rate: float
+    low: float
+    high: float
+    n: int
+    limit: float
+    op: str
+    state: str
+    bound: float
+    more: int | None
+
+    def text(self, what: str = "objects") -> str:
+        """``25.0% (95% CI 7.1%-59.1%, n=8) <= 10%: undecided, ~40 more objects would decide``."""
+        if self.n == 0:
+            return f"no {what} sampled"
+        s = f"{self.rate:.1%} (95% CI {self.low:.1%}-{self.high:.1%}, n={self.n}) {self.op} {self.limit:.4g}: {self.state}"
+        if self.state == "undecided" and self.more is not None:
+            s += f", ~{self.more} more {what} would decide"
+        return s
+
+
+def rate_decision(k: int, n: int, limit: float, op: str) -> RateDecision:
+    """Decide ``k / n`` against ``limit`` (``op`` ``"<="``: a maximum, ``">="``: a minimum) on its Wilson interval."""
+    if op not in ("<=", ">="):
+        raise ValueError(f"op must be '<=' or '>=', not {op!r}")
+    if n <= 0:
+        nan = float("nan")
+        return RateDecision(
+            rate=nan, low=nan, high=nan, n=0, limit=limit, op=op, state="undecided", bound=nan, more=None
+        )
+    low, high = wilson_interval(float(k), float(n))
+    p = k / n
+    if op == "<=":
+        state = "fails" if low > limit else "passes" if high <= limit else "undecided"
+        bound = low
+    else:
+        state = "fails" if high < limit else "passes" if low >= limit else "undecided"
+        bound = high
+    more = None
+    if state == "undecided" and p != limit and limit == limit:
+        more = _more_to_decide(p, n, limit, op)
+    return RateDecision(rate=p, low=low, high=high, n=int(n), limit=limit, op=op, state=state, bound=bound, more=more)
+
+
+def _more_to_decide(p: float, n: int, limit: float, op: str, cap: int = 10**7) -> int | None:
+    """Smallest extra sample size after which rate ``p`` (held fixed) has an interval clear of ``limit``."""
+
+    def decided(m: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        lo, hi = wilson_interval(p * m, m)
+        out: npt.NDArray[np.bool_] = ((lo > limit) | (hi <= limit)) if op == "<=" else ((hi < limit) | (lo >= limit))
+        return out
+
+    grid = np.unique(np.geomspace(n + 1, cap, 200).astype(np.int64)).astype(np.float64)
+    ok = decided(grid)
+    if not ok.any():
+        return None
+    hi_n = int(grid[int(np.argmax(ok))])
+    lo_n = int(grid[int(np.argmax(ok)) - 1]) if np.argmax(ok) > 0 else n
+    while hi_n - lo_n > 1:  # the interval narrows with n: bisect to the first size that decides
+        mid = (lo_n + hi_n) // 2
+        if bool(decided(np.array([float(mid)]))[0]):
+            hi_n = mid
+        else:
+            lo_n = mid
+    return hi_n - n

@@ -25,10 +25,19 @@ pair breaks a limit, else ``warning``. These objects are also the golden gate's
 ``mislabelled`` findings: the cost model should count them once. Checks use
 metric ``pair_rate`` (named pairs) and ``pair_rate.max`` (worst pair), scope
 ``pair:a->b``, which the cost model reads as systematic confusion patterns.
+
+A pair's rate is measured on a sample (the golden objects of its class), so it is
+judged on its 95% Wilson interval, as the golden gate judges drift: a limit is
+broken only when the whole interval lies above it (the check's ``value`` is the
+interval's low end, the rate the sample is sure of). A pair whose interval straddles
+the limit is *undecided*: the gate passes it, and the tables, metrics and findings
+say so with the interval and about how many more golden objects of the class would
+decide it. The worst pair is the one with the highest low end.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -39,6 +48,7 @@ from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_
 from annogate.gates import Gate, GateContext
 from annogate.matching import Status
 from annogate.model import Batch
+from annogate.stats import RateDecision, rate_decision
 
 __all__ = ["GATE", "RULES_SCHEMA", "confusion_counts"]
 
@@ -90,6 +100,78 @@ def confusion_counts(
     return out
 
 
+def _per_annotator(
+    batch: Batch, golden: Batch, res: Any, limits: dict[str, float], max_rate: Any
+) -> tuple[dict[str, dict[str, Any]], list[list[Any]]]:
+    """Each annotator's confused pairs: count over their objects paired with a golden ``a``.
+
+    Why: "cyclists labelled pedestrian" is usually one annotator's habit; the table
+    names who, with each rate's Wilson interval and its decision against the pair's
+    limit (the named pair's, else ``max_pair_rate``). The denominator is the
+    annotator's objects paired with a golden object of the class (a missed golden
+    object has no annotator).
+    """
+    head = ["annotator", "pair", "count", "golden", "rate", "ci95_low", "ci95_high", "limit", "decision"]
+    table: list[list[Any]] = [head]
+    out: dict[str, dict[str, Any]] = {}
+    if not batch.annotators:
+        return out, table
+    paired = np.flatnonzero((res.batch_status == Status.MATCHED) | (res.batch_status == Status.MISLABELLED))
+    gc = golden.annotations.category[res.batch_match[paired]].tolist()
+    bc = batch.annotations.category[paired].tolist()
+    who = batch.annotations.annotator[paired].tolist()
+    gn = [str(n) for n in golden.categories.name.tolist()]
+    bn = [str(n) for n in batch.categories.name.tolist()]
+    cells: Counter[tuple[int, str, str]] = Counter()
+    totals: Counter[tuple[int, str]] = Counter()
+    for w, g, b in zip(who, gc, bc, strict=True):
+        if w < 0:
+            continue
+        a = gn[g] if g >= 0 else "<unknown>"
+        cells[(w, a, bn[b] if b >= 0 else "<unknown>")] += 1
+        totals[(w, a)] += 1
+    for (w, a, b), k in sorted(cells.items(), key=lambda x: (batch.annotators[x[0][0]], x[0][1], x[0][2])):
+        if a == b:
+            continue
+        pair = f"{a}->{b}"
+        lim = limits.get(pair, float(max_rate) if max_rate is not None else math.nan)
+        d = rate_decision(k, totals[(w, a)], lim, "<=")
+        name = str(batch.annotators[w])
+        rec = {
+            "count": k,
+            "golden": totals[(w, a)],
+            "rate": d.rate,
+            "ci95_low": d.low,
+            "ci95_high": d.high,
+            "limit": None if lim != lim else lim,
+            "decision": None if lim != lim else d.state,
+        }
+        out.setdefault(name, {})[pair] = rec
+        table.append(
+            [
+                name,
+                pair,
+                k,
+                rec["golden"],
+                round(d.rate, 4),
+                round(d.low, 4),
+                round(d.high, 4),
+                rec["limit"],
+                rec["decision"],
+            ]
+        )
+    return out, table
+
+
+def _decision_word(d: RateDecision | None) -> str | None:
+    return None if d is None else d.state
+
+
+def _decision_note(d: RateDecision | None, golden_class: str) -> str:
+    """The pair's rate with its interval and what it means, for a finding's message."""
+    return "" if d is None else f"; pair rate {d.text(f'golden {golden_class!r} objects')}"
+
+
 def run(batch: Batch, ctx: GateContext) -> GateResult:
     """Confusion matrix on the golden images, checked per named pair and on the worst pair."""
     gm = match_or_result(batch, ctx, gate="confusion")
@@ -106,30 +188,48 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     def rate(a: str, b: str) -> float:
         return counts[(a, b)] / row_total[a] if row_total[a] else 0.0
 
+    def decide(a: str, b: str, limit: float) -> RateDecision:
+        return rate_decision(counts[(a, b)], row_total[a], limit, "<=")
+
+    def sure(p: tuple[str, str]) -> float:
+        """The rate the sample is sure of: the Wilson interval's low end."""
+        lo = decide(*p, 0.0).low
+        return 0.0 if lo != lo else lo
+
     off = sorted(
         ((a, b) for (a, b) in counts if a != b and a != EXTRA and b != MISSING),
         key=lambda p: (-rate(*p), -counts[p], p),
     )
     checks: list[ThresholdCheck] = []
     limits: dict[str, float] = {}
+    decisions: dict[str, RateDecision] = {}
     for pair, lim in sorted(dict(sec.get("pairs", {})).items()):
         a, b = pair.split("->", 1)
         a, b = a.strip(), b.strip()
         limits[f"{a}->{b}"] = float(lim)
+        d = decide(a, b, float(lim))
+        decisions[f"{a}->{b}"] = d
         checks.append(
-            ThresholdCheck(metric="pair_rate", scope=f"pair:{a}->{b}", value=rate(a, b), limit=float(lim), op="<=")
+            ThresholdCheck(metric="pair_rate", scope=f"pair:{a}->{b}", value=d.bound, limit=float(lim), op="<=")
         )
     worst: tuple[str, str] | None = None
     support = int(sec.get("min_support", 1))
-    eligible = [p for p in off if row_total[p[0]] >= support]
+    # the worst pair is the one the sample is surest is bad (highest Wilson low end)
+    eligible = sorted((p for p in off if row_total[p[0]] >= support), key=lambda p: (-sure(p), -rate(*p), p))
     if eligible:
         worst = eligible[0]
     if "max_pair_rate" in sec:
         lim = float(sec["max_pair_rate"])
+        for a, b in eligible:
+            decisions.setdefault(f"{a}->{b}", decide(a, b, lim))
         if worst is not None:
             checks.append(
                 ThresholdCheck(
-                    metric="pair_rate.max", scope=f"pair:{worst[0]}->{worst[1]}", value=rate(*worst), limit=lim, op="<="
+                    metric="pair_rate.max",
+                    scope=f"pair:{worst[0]}->{worst[1]}",
+                    value=decide(*worst, lim).bound,
+                    limit=lim,
+                    op="<=",
                 )
             )
         else:
@@ -137,7 +237,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     failing = {c.scope[len("pair:") :] for c in checks if not c.passed and c.scope.startswith("pair:")}
     if "max_pair_rate" in sec:
         mx = float(sec["max_pair_rate"])
-        failing |= {f"{a}->{b}" for a, b in eligible if rate(a, b) > mx}
+        failing |= {f"{a}->{b}" for a, b in eligible if decide(a, b, mx).state == "fails"}
 
     mis = res.batch_rows(Status.MISLABELLED)
     findings: list[Finding] = []
@@ -154,7 +254,9 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
                     rule="confusion",
                     severity=sev,  # type: ignore[arg-type]
                     messages=[
-                        f"golden {gnames[k]!r} labelled {bnames[k]!r} (golden annotation {int(golden.annotations.id[res.batch_match[mis[k]]])})"
+                        f"golden {gnames[k]!r} labelled {bnames[k]!r} (golden annotation "
+                        f"{int(golden.annotations.id[res.batch_match[mis[k]]])})"
+                        + _decision_note(decisions.get(f"{gnames[k]}->{bnames[k]}"), gnames[k])
                         for k in sel
                     ],
                     values=res.batch_iou[mis[sel]],
@@ -165,13 +267,38 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     matrix: list[list[Any]] = [["golden \\ batch", *batch_classes, MISSING]]
     for a in [*gold_classes, EXTRA]:
         matrix.append([a, *(counts[(a, b)] for b in batch_classes), counts[(a, MISSING)]])
-    top: list[list[Any]] = [["pair", "count", "golden", "rate", "limit"]]
+    top: list[list[Any]] = [["pair", "count", "golden", "rate", "ci95_low", "ci95_high", "limit", "decision"]]
     for a, b in off[:TOP_PAIRS]:
         p = f"{a}->{b}"
-        top.append([p, counts[(a, b)], row_total[a], round(rate(a, b), 4), limits.get(p)])
+        d = decisions.get(p) or decide(a, b, math.nan)
+        top.append(
+            [
+                p,
+                counts[(a, b)],
+                row_total[a],
+                round(rate(a, b), 4),
+                round(d.low, 4),
+                round(d.high, 4),
+                limits.get(p, float(sec["max_pair_rate"]) if "max_pair_rate" in sec else None),
+                _decision_word(decisions.get(p)),
+            ]
+        )
     metrics = {
-        "pairs": {f"{a}->{b}": {"count": counts[(a, b)], "golden": row_total[a], "rate": rate(a, b)} for a, b in off},
-        "worst_pair": None if worst is None else {"pair": f"{worst[0]}->{worst[1]}", "rate": rate(*worst)},
+        "pairs": {
+            f"{a}->{b}": {
+                "count": counts[(a, b)],
+                "golden": row_total[a],
+                "rate": rate(a, b),
+                "ci95_low": decide(a, b, math.nan).low,
+                "ci95_high": decide(a, b, math.nan).high,
+                "decision": _decision_word(decisions.get(f"{a}->{b}")),
+                "more_to_decide": None if f"{a}->{b}" not in decisions else decisions[f"{a}->{b}"].more,
+            }
+            for a, b in off
+        },
+        "worst_pair": None
+        if worst is None
+        else {"pair": f"{worst[0]}->{worst[1]}", "rate": rate(*worst), "ci95_low": sure(worst)},
         "confused": int(sum(counts[p] for p in off)),
         "matrix": {
             "rows": [*gold_classes, EXTRA],
@@ -180,6 +307,8 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         },
         "golden_file": str(gm.golden_path),
     }
+    per_ann, ann_table = _per_annotator(batch, golden, res, limits, sec.get("max_pair_rate"))
+    metrics["per_annotator"] = per_ann
     population = int(sum(row_total.values()))
     return GateResult.from_checks(
         gate="confusion",
@@ -187,7 +316,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         checks=checks,
         findings=findings,
         metrics=metrics,
-        tables={"confusion_matrix": matrix, "confusion_top_pairs": top},
+        tables={"confusion_matrix": matrix, "confusion_top_pairs": top, "confusion_per_annotator": ann_table},
     )
 
 

@@ -40,6 +40,12 @@ nowhere):
   interval's bound nearest zero (0 when the interval spans zero), so placement
   noise on a small golden set is not mistaken for a systematic shift.
 
+* precision, recall and accuracy are rates on the golden *sample*: a ``min_*``
+  check compares the 95% Wilson interval's high end with the limit, so it fails
+  only when the whole interval is below it (as drift); ``metrics[...]["intervals"]``
+  holds each interval, the decision (fails / passes / undecided) and, when
+  undecided, about how many more golden objects would decide it.
+
 Findings: ``extra`` (batch object with no golden counterpart), ``mislabelled``
 (batch object, message names the golden class), ``missing`` (points at the golden
 file's annotation), and ``low_iou`` warnings. The match is cached in
@@ -61,6 +67,7 @@ from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_
 from annogate.gates import Gate, GateContext
 from annogate.matching import MatchResult, MatchSettings, Status, match, sigma_problem
 from annogate.model import Batch
+from annogate.stats import rate_decision
 
 __all__ = [
     "EDGES",
@@ -378,35 +385,127 @@ def _metrics(batch: Batch, gm: GoldenMatch) -> tuple[dict[str, Any], dict[str, d
     return overall, per
 
 
+#: (successes, trials) of each rate, from a scope's metrics.
+_RATE_PARTS: dict[str, Any] = {
+    "precision": lambda m: (m["tp"], m["tp"] + m["extra"] + m["mislabelled_batch"]),
+    "recall": lambda m: (m["tp"], m["tp"] + m["missing"] + m["mislabelled_golden"]),
+    "accuracy": lambda m: (m["tp"], m["tp"] + m["mislabelled"] + m["missing"] + m["extra"]),
+}
+
+
+def _rate_decisions(m: Mapping[str, Any], lim: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each rate's 95% Wilson interval and, where the rules set a limit, the decision.
+
+    Why: precision, recall and accuracy are measured on the golden sample only; on a
+    small golden set one object moves them by several percent. As drift, a minimum
+    is broken only when the whole interval lies below it (the check's value is the
+    interval's high end); between, the rate is *undecided* and passes, with how many
+    more golden objects would decide it.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for metric, parts in _RATE_PARTS.items():
+        k, n = parts(m)
+        limit = lim.get(f"min_{metric}")
+        d = rate_decision(k, n, float(limit) if limit is not None else math.nan, ">=")
+        out[metric] = {
+            "ci95_low": d.low,
+            "ci95_high": d.high,
+            "n": n,
+            "decision": None if limit is None else d.state,
+            "more_to_decide": None if limit is None else d.more,
+            "text": None if limit is None else d.text("golden objects"),
+        }
+    return out
+
+
 def _checks(scope: str, m: Mapping[str, Any], lim: Mapping[str, Any]) -> list[ThresholdCheck]:
     out: list[ThresholdCheck] = []
-    for key, metric in (
-        ("min_precision", "precision"),
-        ("min_recall", "recall"),
-        ("min_accuracy", "accuracy"),
-        ("min_mean_iou", "mean_iou"),
-    ):
+    for key, metric in (("min_precision", "precision"), ("min_recall", "recall"), ("min_accuracy", "accuracy")):
         if key in lim:
-            out.append(
-                ThresholdCheck(metric=metric, scope=scope, value=float(m[metric]), limit=float(lim[key]), op=">=")
+            # a rate on the golden sample: judged on its Wilson interval (see _rate_decisions)
+            k, n = _RATE_PARTS[metric](m)
+            d = rate_decision(k, n, float(lim[key]), ">=")
+            out.append(ThresholdCheck(metric=metric, scope=scope, value=d.bound, limit=float(lim[key]), op=">="))
+    if "min_mean_iou" in lim:
+        out.append(
+            ThresholdCheck(
+                metric="mean_iou", scope=scope, value=float(m["mean_iou"]), limit=float(lim["min_mean_iou"]), op=">="
             )
+        )
     for key, metric in (("max_extra", "extra"), ("max_missing", "missing"), ("max_mislabelled", "mislabelled")):
         if key in lim:
             out.append(
                 ThresholdCheck(metric=metric, scope=scope, value=float(m[metric]), limit=float(lim[key]), op="<=")
             )
     if "max_drift" in lim:
-        for edge in EDGES:
-            out.append(
-                ThresholdCheck(
-                    metric=f"drift.{edge}",
-                    scope=scope,
-                    value=_systematic(m["drift"][edge]),
-                    limit=float(lim["max_drift"]),
-                    op="<=",
-                )
-            )
+        out += _drift_checks(scope, m["drift"], float(lim["max_drift"]))
     return out
+
+
+def _drift_checks(scope: str, drift: Mapping[str, Mapping[str, float]], limit: float) -> list[ThresholdCheck]:
+    return [
+        ThresholdCheck(metric=f"drift.{edge}", scope=scope, value=_systematic(drift[edge]), limit=limit, op="<=")
+        for edge in EDGES
+    ]
+
+
+def _per_annotator(batch: Batch, gm: GoldenMatch) -> dict[str, dict[str, Any]]:
+    """Per batch annotator: their objects' outcome on the golden images and their boundary drift.
+
+    Why: a systematic habit is usually one person's (bob draws every box 12% to the
+    right). Mixed into the overall figures it is diluted and blamed on everyone;
+    per annotator it is named, and the drift check fails with scope
+    ``annotator:<name>``. Missing golden objects have no annotator and count only
+    overall. Objects without an annotator are left out here.
+    """
+    res, golden = gm.result, gm.golden
+    ba, ga = batch.annotations, golden.annotations
+    out: dict[str, dict[str, Any]] = {}
+    if not batch.annotators:
+        return out
+    prow, pgold, piou = res.pairs()
+    who = ba.annotator.astype(np.int64)
+    for c, name in enumerate(batch.annotators):
+        mine = who == c
+        evaluated = mine & (res.batch_status != Status.UNEVALUATED) & (res.batch_status != Status.IGNORED)
+        if not evaluated.any():
+            continue
+        tp = int(np.count_nonzero(mine & (res.batch_status == Status.MATCHED)))
+        mis = int(np.count_nonzero(mine & (res.batch_status == Status.MISLABELLED)))
+        extra = int(np.count_nonzero(mine & (res.batch_status == Status.UNMATCHED)))
+        sel = who[prow] == c
+        out[str(name)] = {
+            "batch_objects": tp + mis + extra,
+            "tp": tp,
+            "mislabelled": mis,
+            "extra": extra,
+            "precision": _ratio(tp, tp + mis + extra),
+            "mean_iou": float(piou[sel].mean()) if sel.any() else math.nan,
+            "matched_pairs": int(np.count_nonzero(sel)),
+            "drift": drift_stats(ba.bbox[prow[sel]], ga.bbox[pgold[sel]]),
+        }
+    return out
+
+
+def _annotator_table(per_ann: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
+    head = ["annotator", "batch", "tp", "mislabelled", "extra", "precision", "mean_iou"]
+    head += [f"drift_{e}" for e in EDGES] + [f"drift_{e}_sure" for e in EDGES]
+    rows: list[list[Any]] = [head]
+    for name, m in sorted(per_ann.items()):
+        rows.append(
+            [
+                name,
+                m["batch_objects"],
+                m["tp"],
+                m["mislabelled"],
+                m["extra"],
+                _r(m["precision"]),
+                _r(m["mean_iou"]),
+                *(_r(m["drift"][e]["mean"]) for e in EDGES),
+                *(_r(_systematic(m["drift"][e])) for e in EDGES),
+            ]
+        )
+    return rows
 
 
 def _r(x: float, nd: int = 4) -> float | None:
@@ -542,17 +641,28 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     sec = ctx.section
     overall, per = _metrics(batch, gm)
     checks = _checks("overall", overall, sec)
-    for cls, lim in sorted(dict(sec.get("per_class", {})).items()):
+    overall["intervals"] = _rate_decisions(overall, sec)
+    per_lim = dict(sec.get("per_class", {}))
+    for cls, m in per.items():
+        m["intervals"] = _rate_decisions(m, per_lim.get(cls, {}))
+    for cls, lim in sorted(per_lim.items()):
         m = per.get(cls) or _scope_metrics(
             0, 0, 0, 0, 0, np.empty(0), drift_stats(np.empty((0, 4)), np.empty((0, 4))), mislabelled=0
         )
         checks += _checks(f"class:{cls}", m, lim)
+    per_ann = _per_annotator(batch, gm)
+    if "max_drift" in sec:
+        for name, m in sorted(per_ann.items()):
+            checks += _drift_checks(f"annotator:{name}", m["drift"], float(sec["max_drift"]))
     mo = sec.get("min_object_iou")
     findings = _findings(batch, gm, None if mo is None else float(mo))
     st = gm.result.settings
+    tables = _tables(overall, per)
+    tables["golden_per_annotator"] = _annotator_table(per_ann)
     metrics = {
         "overall": overall,
         "per_class": per,
+        "per_annotator": per_ann,
         "golden_file": str(gm.golden_path),
         "settings": {"iou_type": st.iou_type, "iou": st.iou, "max_dets": st.max_dets},
     }
@@ -563,7 +673,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         checks=checks,
         findings=findings,
         metrics=metrics,
-        tables=_tables(overall, per),
+        tables=tables,
     )
     result.metrics = GateResult.to_dict(result)["metrics"]  # plain Python, nan -> None
     return result
