@@ -41,6 +41,12 @@ def report() -> dict[str, Any]:
     return data
 
 
+@pytest.fixture(scope="module")
+def rendered() -> str:
+    """The page of the unmodified fixture report, rendered once for the tests that only read it."""
+    return render_html(json.loads((DATA / "report.json").read_text(encoding="utf-8")))
+
+
 class Page(HTMLParser):
     """A small DOM summary: tags, ids, attributes, and the text of each element with an id."""
 
@@ -105,8 +111,8 @@ def test_fixture_report_is_valid_against_the_shipped_schema(report: dict[str, An
     jsonschema.validate(report, json.loads(schema_path().read_text(encoding="utf-8")))
 
 
-def test_page_has_every_section_with_the_reports_figures(report: dict[str, Any]) -> None:
-    html = render_html(report)
+def test_page_has_every_section_with_the_reports_figures(report: dict[str, Any], rendered: str) -> None:
+    html = rendered
     page = parse(html)
     total = report["summary"]["cost"]["EUR"]["total"]
     assert page.ids["summary-total-1"] == fmt_money(total, "EUR")
@@ -129,8 +135,8 @@ def test_page_has_every_section_with_the_reports_figures(report: dict[str, Any])
     assert _rows_in(html, "batch-2-gates") == len(bad["gates"])
 
 
-def test_failed_check_shows_value_limit_and_miss(report: dict[str, Any]) -> None:
-    page = parse(render_html(report))
+def test_failed_check_shows_value_limit_and_miss(report: dict[str, Any], rendered: str) -> None:
+    page = parse(rendered)
     text = page.ids["batch-2-failed-checks"]
     # confusion: cyclist->pedestrian at 0.25 against a limit of 0.1 misses by 0.15
     assert "pair:cyclist->pedestrian" in text
@@ -145,8 +151,8 @@ def test_findings_are_capped_and_say_so(report: dict[str, Any]) -> None:
     assert _rows_in(html, "batch-2-findings-table") == errors
 
 
-def test_page_is_self_contained_and_has_no_script(report: dict[str, Any]) -> None:
-    html = render_html(report)
+def test_page_is_self_contained_and_has_no_script(report: dict[str, Any], rendered: str) -> None:
+    html = rendered
     page = parse(html)
     assert page.count("script") == 0
     assert "<script" not in html.lower()
@@ -160,16 +166,16 @@ def test_page_is_self_contained_and_has_no_script(report: dict[str, Any]) -> Non
     assert "@import" not in html and "url(http" not in html
 
 
-def test_svg_ids_are_unique_across_charts(report: dict[str, Any]) -> None:
-    page = parse(render_html(report))
+def test_svg_ids_are_unique_across_charts(report: dict[str, Any], rendered: str) -> None:
+    page = parse(rendered)
     ids = [a["id"] for _, a in page.tags if "id" in a]
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)[:5]
 
 
-def test_known_tables_get_wilson_intervals(report: dict[str, Any]) -> None:
+def test_known_tables_get_wilson_intervals(report: dict[str, Any], rendered: str) -> None:
     from annogate.stats import wilson_interval
 
-    page = parse(render_html(report))
+    page = parse(rendered)
     lo, hi = wilson_interval(6, 8)  # cyclist in the defective batch: 6 of 8 golden recalled
     assert f"{100 * lo:.1f}–{100 * hi:.1f} %" in page.ids["batch-2-table-golden-per-class"]
     # mislabelled: 2 of 50 golden objects
@@ -218,10 +224,11 @@ def test_unknown_tables_render_generically(report: dict[str, Any]) -> None:
     golden["tables"]["future_table"] = [["who", "what"], ["bob", 1.5], ["carol"]]
     report["batches"][1]["cost"]["by_class"] = [{"key": "cyclist", "amount": 12.5, "defects": 2}]
     report["batches"][1]["cost"]["partial"] = ["agreement"]
-    page = parse(render_html(report))
+    html = render_html(report)
+    page = parse(html)
     assert "bob" in page.ids["batch-2-table-future-table"] and "1.5" in page.ids["batch-2-table-future-table"]
     assert "EUR 12.50" in page.ids["batch-2-table-by-class"]
-    assert "Partial estimate" in render_html(report)
+    assert "Partial estimate" in html
 
 
 def test_per_annotator_drift_rows_reach_the_chart(report: dict[str, Any]) -> None:
@@ -435,7 +442,8 @@ def test_thumbnails_survive_a_batch_that_cannot_be_reloaded() -> None:
 # --------------------------------------------------------------------------- writing and imports
 
 
-def test_write_html_is_atomic_with_the_users_umask(tmp_path: Path, report: dict[str, Any]) -> None:
+def test_write_html_is_atomic_with_the_users_umask(tmp_path: Path) -> None:
+    report: dict[str, Any] = {"summary": {"verdict": "passed"}, "batches": []}
     from annogate.report.outputs import OutputError
 
     old = os.umask(0o027)
