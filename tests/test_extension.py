@@ -222,3 +222,15 @@ def test_label_balance_gate(csvboxes: ModuleType, tmp_path: Path) -> None:
     assert strict.population == 3 and [f.category for f in strict.findings] == ["car"]
     assert {c.scope: round(c.value, 4) for c in loose.checks} == {"class:car": 0.6667, "class:person": 0.3333}
     assert np.isclose(sum(c.value for c in loose.checks), 1.0)
+
+
+def test_the_readme_section_shows_the_package_code() -> None:
+    """Every code line of docs/writing-a-plugin.md (bar ``...`` and comments) is in the
+    package, whitespace aside: the README section cannot drift from the tested code."""
+    doc = (PLUGIN_SRC.parents[2] / "docs" / "writing-a-plugin.md").read_text()
+    source = re.sub(r"\s+", "", (PLUGIN_SRC / "annogate_csvboxes" / "__init__.py").read_text())
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    lines = [ln.strip() for b in blocks for ln in b.splitlines()]
+    code = [ln for ln in lines if ln and not ln.startswith(("...", "#"))]
+    assert len(code) > 15
+    assert [ln for ln in code if re.sub(r"\s+", "", ln) not in source] == []

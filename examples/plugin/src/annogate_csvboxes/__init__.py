@@ -153,18 +153,10 @@ def label_balance(batch: annogate.Batch, ctx: annogate.GateContext) -> annogate.
                     category=name, value=share,
                 )
             )  # fmt: skip
-    return annogate.GateResult.from_checks(
-        gate="label_balance", population=total, checks=checks, findings=findings, metrics={"objects": total}
-    )
+    return annogate.GateResult.from_checks(gate="label_balance", population=total, checks=checks, findings=findings)
 
 
-LABEL_BALANCE = annogate.Gate(
-    name="label_balance",
-    run=label_balance,
-    rules_schema=RULES_SCHEMA,
-    description="No class is more than max_share of a batch's objects.",
-    order=60,
-)
+LABEL_BALANCE = annogate.Gate(name="label_balance", run=label_balance, rules_schema=RULES_SCHEMA, order=60)
 
 
 # -- the hooks -----------------------------------------------------------------
