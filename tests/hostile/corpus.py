@@ -804,6 +804,138 @@ case("cvat_unknown_label_and_control_chars", Expect(exit=FAIL, output_not=(r"\x1
     )
 )
 
+# -- own: outputs reached through links, inputs that never end ------------------
+
+
+def _report_link(kind: str) -> Build:
+    def build(root: Path, out: Path) -> Run:
+        r = repo(root, out, DEFECT)
+        target = root / "batches" / "b.json"
+        link = out / "r.json"
+        if kind == "symlink":
+            link.symlink_to(target)
+        elif kind == "dangling_symlink_into_batches":
+            link.symlink_to(root / "batches" / "new.json")
+        elif kind == "hardlink":
+            os.link(target, link)
+        r.add_report, r.report = False, None
+        r.args += ["--annogate-report", str(link)]
+        return r
+
+    return build
+
+
+for _k in ("symlink", "dangling_symlink_into_batches", "hardlink"):
+    case(
+        f"report_{_k}_to_batch", Expect(exit=USAGE, note="the resolved target is an input (or lies among them)"), "own"
+    )(_report_link(_k))
+
+
+@case("rules_option_is_fifo", Expect(exit=USAGE), "own", timeout=30)
+def _(root: Path, out: Path) -> Run:
+    r = repo(root, out, DEFECT)
+    os.mkfifo(out / "rules.toml")
+    r.args += ["--annogate-rules", str(out / "rules.toml")]
+    return r
+
+
+@case(
+    "batch_is_fifo", Expect(exit=frozenset({1, 4}), note="never opened for reading: a failing item"), "own", timeout=30
+)
+def _(root: Path, out: Path) -> Run:
+    r = repo(root, out, coco([box(1, 10, 10, 20, 20)]), name="batches/good.json")
+    os.mkfifo(root / "batches" / "b.json")
+    r.args = [str(root / "batches" / "b.json"), str(root / "batches" / "good.json")]
+    return r
+
+
+@case("golden_is_fifo", Expect(exit=frozenset({1, 4})), "own", timeout=30)
+def _(root: Path, out: Path) -> Run:
+    r = repo(root, out, DEFECT, rules='[golden]\nfile = "golden/golden.json"\n')
+    (root / "golden").mkdir()
+    os.mkfifo(root / "golden" / "golden.json")
+    return r
+
+
+@case("batch_symlink_to_dev_zero", Expect(exit=frozenset({1, 4})), "own", timeout=30)
+def _(root: Path, out: Path) -> Run:
+    r = repo(root, out, coco([box(1, 10, 10, 20, 20)]), name="batches/good.json")
+    (root / "batches" / "b.json").symlink_to("/dev/zero")
+    r.args = [str(root / "batches" / "b.json"), str(root / "batches")]
+    return r
+
+
+@case("batch_sparse_8GB", Expect(exit=FAIL, note="file_too_large, never read whole"), "own", timeout=60)
+def _(root: Path, out: Path) -> Run:
+    r = repo(root, out)
+    p = root / "batches" / "b.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(b'{"images": [')
+        f.truncate(8 << 30)
+    return r
+
+
+case("coco_image_size_hostile", Expect(exit=FAIL, fails=(("schema", None),), batches=1), "own")(
+    _ids(
+        [box(1, 10, 10, 20, 20), box(2, 10, 10, 20, 20, im=2), box(3, 10, 10, 20, 20, im=3)],
+        [img(1, "a.jpg", 2**70, 480), img(2, "b.jpg", 640, -1), {**img(3, "c.jpg"), "width": BIG}],
+    )
+)
+
+
+@case("segmentation_nested_100k", Expect(exit=FAIL), "own")
+def _(root: Path, out: Path) -> Run:
+    text = json.dumps(coco([box(1, 10, 10, 20, 20), {**box(2, 30, 30, 5, 5), "segmentation": "@@"}]), indent=1)
+    text = text.replace('"@@"', "[" * 100000 + "]" * 100000)
+    return repo(root, out, raw=text, rules=SEG)
+
+
+@case("keypoints_1e308_with_golden", Expect(exit=FAIL, batches=1), "own", xdist=True)
+def _(root: Path, out: Path) -> Run:
+    c = cat(1, "person", keypoints=["a", "b", "c"], skeleton=[[1, 2]])
+    bad = {**_kp_ann(1, 3, annotator_id="alice"), "keypoints": [BIG, BIG, 2, -BIG, BIG, 2, 0, 0, 0]}
+    anns = [bad, _kp_ann(2, 3, annotator_id="bob")]
+    rules = KP + "[golden]\noks_sigmas = [0.1, 0.1, 0.1]\n"
+    write_json(root / "golden" / "golden.json", coco([_kp_ann(1, 3)], cats=[c]))
+    return repo(
+        root, out, coco(anns, cats=[c]), rules=rules.replace("[golden]\n", '[golden]\nfile = "golden/golden.json"\n')
+    )
+
+
+@case(
+    "github_annotation_injection",
+    Expect(
+        exit=FAIL,
+        output_not=(r"(?m)^::(error|warning|notice) file=README", r"(?m)^::add-mask::", r"(?m)^::stop-commands"),
+    ),
+    "own",
+)
+def _(root: Path, out: Path) -> Run:
+    evil = "car\n::error file=README.md,line=1::forged\n::add-mask::x\n::stop-commands::tok"
+    data = coco([box(1, 10, 10, 0, 20, annotator_id="bob\n::warning file=README.md::forged")], cats=[cat(1, evil)])
+    r = repo(root, out, data)
+    r.env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(out / "summary.md")}
+    return r
+
+
+case("labelstudio_three_annotators_1e308", Expect(exit=FAIL), "own")(
+    _ls(
+        [_ls_rect({"x": BIG, "y": BIG, "width": BIG, "height": BIG, "rectanglelabels": ["car"]})],
+        annotations=[
+            {
+                "id": k,
+                "completed_by": k,
+                "result": [
+                    _ls_rect({"x": BIG * (k - 2), "y": 1, "width": BIG, "height": 1e-308, "rectanglelabels": ["car"]})
+                ],
+            }
+            for k in (1, 2, 3)
+        ],
+    )
+)
+
+
 # -- the default (fast) selection: one or more cases per class; the rest are marked slow ---
 
 FAST = frozenset(
@@ -844,6 +976,12 @@ FAST = frozenset(
         "labelme_1e308_and_degenerate",
         "labelstudio_zero_size_and_1e308",
         "cvat_nan_box_and_1e308_polygon",
+        "report_symlink_to_batch",
+        "report_dangling_symlink_into_batches_to_batch",
+        "batch_is_fifo",
+        "batch_symlink_to_dev_zero",
+        "github_annotation_injection",
+        "keypoints_1e308_with_golden",
     }
 )
 assert FAST <= set(by_name()), sorted(FAST - set(by_name()))
