@@ -324,3 +324,47 @@ def test_drift_names_the_annotator() -> None:
         load_batch(ex / "clean" / "batch.json"), ctx_for(ex, {"file": "golden/golden.json", "max_drift": 0.01})
     )
     assert clean.verdict == "passed"
+
+
+_HOSTILE_FILES = """
+import json
+from pathlib import Path
+from annogate.checks import agreement, confusion, golden
+from annogate.formats import load_batch
+from annogate.gates import GateContext
+
+folder = Path("data/invalid/golden")
+batch = load_batch(folder / "hostile_masks_batch.json")
+out = {}
+for gate, sec in ((golden, {"file": "hostile_masks.json", "iou_type": "segm"}),
+                  (confusion, {"file": "hostile_masks.json", "iou_type": "segm"}),
+                  (agreement, {"iou_type": "segm"})):
+    ctx = GateContext(section=sec, rules={}, base_dir=folder, load=load_batch)
+    r = gate.GATE.run(batch, ctx)
+    out[r.gate] = {"verdict": r.verdict, "metrics": r.metrics, "messages": [f.message for f in r.findings]}
+print(json.dumps(out, default=str))
+"""
+
+
+def test_hostile_masks_in_golden_and_batch_files() -> None:
+    """tests/data/invalid/golden/hostile_masks*.json: RLE runs that overrun the mask (an endless
+    loop in pycocotools' iou) and a 1e308 polygon (a segfault in frPyObjects), in the golden file
+    and in the batch, under segm for the golden, confusion and agreement gates. In a subprocess
+    with a timeout, so that a regression fails here instead of killing pytest."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _HOSTILE_FILES],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    o = out["golden"]["metrics"]["overall"]
+    assert (o["tp"], o["unmatchable"]["batch"], o["unmatchable"]["golden"]) == (1, 2, 3)
+    assert any("cannot be drawn" in m for m in out["golden"]["messages"])
+    assert out["confusion"]["verdict"] in ("passed", "failed")
+    assert out["agreement"]["metrics"]["matched_pairs"] == 1

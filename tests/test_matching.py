@@ -489,3 +489,17 @@ def test_too_many_candidates_is_refused_not_attempted() -> None:
     same = coco_batch(_doc([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}] * n))
     with pytest.raises(TooManyCandidates):
         match(same, same, MatchSettings(max_dets=10**6))
+
+
+def test_ragged_helpers_equal_python_loops() -> None:
+    from annogate.ragged import ragged, ranges
+
+    rng = np.random.default_rng(5)
+    s = rng.integers(0, 50, 40)
+    e = s + rng.integers(-3, 6, 40)  # some empty and some "negative" ranges
+    assert ranges(s, e).tolist() == [x for a, b in zip(s.tolist(), e.tolist(), strict=True) for x in range(a, b)]
+    c = np.clip(e - s, 0, None)
+    owner, pos = ragged(c)
+    assert owner.tolist() == [k for k, n in enumerate(c.tolist()) for _ in range(n)]
+    assert pos.tolist() == [j for n in c.tolist() for j in range(n)]
+    assert ranges([], []).size == 0 and ragged([])[0].size == 0
