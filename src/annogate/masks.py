@@ -51,6 +51,7 @@ WALK_LIMIT = float(1 << 20)
 MAX_PIXELS = 1 << 31
 
 _CHUNK_PAIRS = 1 << 11  # pairs per rasterisation chunk: bounds the temporary interval arrays
+_CHUNK_COLUMNS = 1 << 21  # columns drawn per chunk (both sides, counted per pair): bounds them whatever the sizes
 _THREADS = min(4, os.cpu_count() or 1)
 
 
@@ -323,6 +324,14 @@ class MaskSet:
     rles: dict[int, Any] = field(default_factory=dict)  # pycocotools RLE per local index, made on demand
 
     @property
+    def columns(self) -> I64:
+        """Columns each object's mask can span (from its extent, within its image): its rasterising cost."""
+        with np.errstate(invalid="ignore"):
+            span = np.ceil(self.extent[:, 2]) - np.floor(self.extent[:, 0]) + 1
+        out: I64 = np.where(np.isfinite(span), np.clip(span, 1, self.size[:, 1] + 2), 1).astype(np.int64)
+        return out
+
+    @property
     def invalid(self) -> I64:
         """Local indices of unmatchable objects."""
         return np.flatnonzero(~self.valid).astype(np.int64)
@@ -565,7 +574,18 @@ def pair_mask_iou(ds: MaskSet, gs: MaskSet, di: I64, gi: I64, crowd: B) -> F64:
         out[ch] = raster_iou(ra, pd, rb, pg, crowd[ch])
         return ch[~(ra.ok[pd] & rb.ok[pg])]
 
-    chunks = [fast[c0 : c0 + _CHUNK_PAIRS] for c0 in range(0, len(fast), _CHUNK_PAIRS)]
+    # chunks of at most _CHUNK_PAIRS pairs and about _CHUNK_COLUMNS drawn columns: a few very
+    # wide objects (a hostile golden image size) must not make one chunk's intervals huge
+    cols = ds.columns[di[fast]] + gs.columns[gi[fast]]
+    csum = np.cumsum(cols)
+    chunks: list[I64] = []
+    c0 = 0
+    while c0 < len(fast):
+        base = int(csum[c0 - 1]) if c0 else 0
+        c1 = min(int(np.searchsorted(csum, base + _CHUNK_COLUMNS, "right")), c0 + _CHUNK_PAIRS, len(fast))
+        c1 = max(c1, c0 + 1)
+        chunks.append(fast[c0:c1])
+        c0 = c1
     slow: list[I64] = [np.flatnonzero(usable & ~both)]
     if len(chunks) > 1 and _THREADS > 1:
         # numpy releases the GIL in these array loops: chunks draw in parallel
