@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-k", default="", help="only cases whose name contains this")
     ap.add_argument("-j", type=int, default=4, help="sessions run at once (default 4)")
     ap.add_argument("--timeout", type=float, default=None, help="override each case's timeout (s)")
+    ap.add_argument(
+        "--src", default=None, help="run the sessions on another tree's src/ (PYTHONPATH), e.g. an old commit"
+    )
     ap.add_argument("-v", action="store_true", help="print the output tail of each failure")
     a = ap.parse_args(argv)
     runs: list[tuple[Case, bool]] = []
@@ -46,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     def one(item: tuple[Case, bool]) -> Outcome:
         c, x = item
         with tempfile.TemporaryDirectory(prefix="annogate-hostile-") as d:
-            return run_case(c, Path(d), xdist=x, timeout=a.timeout)
+            env = {"PYTHONPATH": str(Path(a.src).resolve())} if a.src else None
+            return run_case(c, Path(d), xdist=x, timeout=a.timeout, env=env)
 
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, a.j)) as pool:

@@ -203,8 +203,13 @@ def _outside_items(text: str) -> str:
     return "".join(out)
 
 
-def run_case(case: Case, tmp: Path, *, xdist: bool = False, timeout: float | None = None) -> Outcome:
-    """Build the case under ``tmp``, run it as a session, classify what happened."""
+def run_case(
+    case: Case, tmp: Path, *, xdist: bool = False, timeout: float | None = None, env: dict[str, str] | None = None
+) -> Outcome:
+    """Build the case under ``tmp``, run it as a session, classify what happened.
+
+    ``env`` adds variables to the session's environment (e.g. ``PYTHONPATH`` of an
+    older tree's ``src`` to show that a case fails on the old code)."""
     root, out = tmp / "root", tmp / "out"
     root.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -220,7 +225,7 @@ def run_case(case: Case, tmp: Path, *, xdist: bool = False, timeout: float | Non
         p = subprocess.Popen(
             cmd,
             cwd=run.cwd,
-            env=_env(run.env),
+            env=_env({**run.env, **(env or {})}),
             stdin=subprocess.DEVNULL,
             stdout=fo,
             stderr=fe,
@@ -312,6 +317,10 @@ def run_case(case: Case, tmp: Path, *, xdist: bool = False, timeout: float | Non
     return o
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259): a non-finite number reached the report")
+
+
 def _check_verdict(exp: Expect, run: Run, rc: int | None, text: str, problems: list[tuple[str, str]]) -> None:
     def wrong(s: str) -> None:
         problems.append(("wrong verdict", s))
@@ -336,7 +345,7 @@ def _check_verdict(exp: Expect, run: Run, rc: int | None, text: str, problems: l
         problems.append(("blow-up", f"audit report {size >> 20} MB"))
         return
     try:
-        rep = json.loads(run.report.read_bytes())
+        rep = json.loads(run.report.read_bytes(), parse_constant=_reject_constant)
     except ValueError as e:
         wrong(f"audit report is not JSON: {e}")
         return

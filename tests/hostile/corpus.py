@@ -136,14 +136,15 @@ BIG = 1e308
 
 
 def _seg_1e308(root: Path, out: Path) -> Run:
-    huge = [BIG, BIG, -BIG, BIG, -BIG, -BIG, BIG, -BIG]
+    # one vertex far out, the rest in the image: pycocotools rasterises the edge to it (INT_MIN after the cast)
+    huge = [10.0, 10.0, BIG, 10.0, BIG, 60.0, 10.0, 60.0]
     anns = [
         poly(1, SQUARE, annotator_id="alice"),
         poly(2, SQUARE, annotator_id="bob"),
-        {**poly(3, SQUARE, annotator_id="alice"), "segmentation": [huge], "bbox": [0, 0, BIG, BIG]},
-        {**poly(4, SQUARE, annotator_id="bob"), "segmentation": [huge], "bbox": [0, 0, BIG, BIG]},
+        {**poly(3, SQUARE, annotator_id="alice"), "segmentation": [huge], "bbox": [10, 10, BIG, 50]},
+        {**poly(4, SQUARE, annotator_id="bob"), "segmentation": [huge], "bbox": [10, 10, BIG, 50]},
     ]
-    golden = coco([poly(1, SQUARE), {**poly(2, SQUARE), "segmentation": [huge], "bbox": [BIG, BIG, BIG, BIG]}])
+    golden = coco([poly(1, SQUARE), {**poly(2, SQUARE), "segmentation": [huge], "bbox": [10, 10, BIG, 50]}])
     return repo(root, out, coco(anns), rules=SEG, golden=golden)
 
 
@@ -934,6 +935,36 @@ case("labelstudio_three_annotators_1e308", Expect(exit=FAIL), "own")(
         ],
     )
 )
+
+
+# -- own: rules a pull request could use to walk around its own gate ------------
+
+for _tag, _text, _exit in (
+    ("exclude_everything", 'exclude = ["**", "**/*.json", "*"]\n', frozenset({1, 4, 5})),
+    ("format_forced_wrong", 'format = "yolo"\n', frozenset({1, 4})),
+    ("golden_iou_negative", '[golden]\nfile = "b.json"\niou = -1\n', USAGE),
+    ("golden_iou_above_one", '[golden]\nfile = "b.json"\niou = 2\n', USAGE),
+    ("max_cycles_1e9", "[cost]\nmax_cycles = 1000000000\n", frozenset({1, 4})),
+    ("max_cycles_2e62", f"[cost]\nmax_cycles = {2**62}\n", frozenset({1, 4})),
+    ("price_1e308", '[cost]\ncurrency = "EUR"\nprice_per_label = 1e308\nqa_fraction = 1e308\n', frozenset({1, 4})),
+    # a finite huge limit is the rules owner's choice (CI takes rules from the base branch): only no crash, strict JSON
+    ("thresholds_1e308", "[geometry.thresholds]\ndefault = { max_count = 1e308 }\n", frozenset({0, 1, 4})),
+):
+    case(f"rules_{_tag}", Expect(exit=_exit, note="never exit 0 on a defective batch; report strict JSON"), "own")(
+        lambda root, out, _t=_text: repo(root, out, DEFECT, rules=_t)
+    )
+
+
+@case("console_report_equals_form_over_batch", Expect(exit=USAGE), "own")
+def _(root: Path, out: Path) -> Run:
+    r = repo(root, out, DEFECT)
+    r.args, r.console, r.add_report, r.report = (
+        ["batches/b.json", "--annogate-report=batches/b.json"],
+        True,
+        False,
+        None,
+    )
+    return r
 
 
 # -- the default (fast) selection: one or more cases per class; the rest are marked slow ---
