@@ -639,8 +639,44 @@ annotator; `labelstudio/export.json` is a Label Studio JSON export, one annotati
 {chr(10).join(rows)}
 
 {chr(10).join(notes)}
+
+## What each gate should say (every format)
+
+{chr(10).join(_verdict_rows(cols))}
+
+Until the engine collects folder batches, `annogate examples/` gates every YOLO label file, VOC file and
+LabelMe file of these folders as a batch of its own; the folders' own `annogate.toml` name the reader
+(`format = ...`) so that `Engine().run_gate(Path("examples/yolo"), gate)` reads the folder as one batch.
 """
     _write_text(out / "README.md", text)
+
+
+_GATE_PLAN = (
+    ("schema", "fails: the dangling category"),
+    ("geometry", "fails: the box past the edge, the zero-width box, the bow-tie (where polygons exist)"),
+    ("golden", "fails: bob's drift (left/right edges), the missed car, the flipped cyclists, the phantom"),
+    ("confusion", "fails: cyclist->pedestrian above its 0.02 limit"),
+    (
+        "agreement",
+        "fails: objects one annotator drew alone on an image another annotator labelled have no consensus; "
+        "skips where the format cannot say two people drew on one image (CVAT)",
+    ),
+)
+
+
+def _verdict_rows(cols: Sequence[str]) -> list[str]:
+    rows = ["| gate | " + " | ".join(cols) + " | why |", "|" + "---|" * (len(cols) + 2)]
+    for gate, why in _GATE_PLAN:
+        cells = []
+        for fmt in cols:
+            if gate == "agreement" and fmt == "cvat":
+                cells.append("skipped")
+            elif gate == "agreement" and fmt in FOLDER_FORMATS:
+                cells.append("failed (skipped until `annotator_from`)")
+            else:
+                cells.append("failed")
+        rows.append(f"| {gate} | " + " | ".join(cells) + f" | {why} |")
+    return rows
 
 
 # -- output ----------------------------------------------------------------------------------------
