@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from annogate.defects import CostFacts
 from annogate.model import Batch
 
 __all__ = [
@@ -95,6 +96,9 @@ class GateResult:
     checks: list[ThresholdCheck] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     tables: dict[str, list[list[Any]]] = field(default_factory=dict)
+    # What the gate contributes to the cost estimate (exact defective rows, a sampled
+    # defect count, systematic patterns): the typed seam the cost model reads.
+    cost: CostFacts | None = None
 
     @property
     def failed_checks(self) -> list[ThresholdCheck]:
@@ -113,6 +117,7 @@ class GateResult:
         findings: Sequence[Finding],
         metrics: Mapping[str, Any] | None = None,
         tables: Mapping[str, list[list[Any]]] | None = None,
+        cost: CostFacts | None = None,
     ) -> GateResult:
         """A result whose verdict follows from its checks: failed iff an error-level check fails."""
         failed = any(not c.passed and c.severity == "error" for c in checks)
@@ -124,6 +129,7 @@ class GateResult:
             checks=list(checks),
             findings=list(findings),
             tables=dict(tables or {}),
+            cost=cost,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +142,7 @@ class GateResult:
             "checks": [_jsonable(c.to_dict()) for c in self.checks],
             "findings": [f.to_dict() for f in self.findings],
             "tables": _jsonable(self.tables),
+            "cost": None if self.cost is None else _jsonable(self.cost.to_dict()),
         }
 
     @classmethod
@@ -156,6 +163,7 @@ class GateResult:
             ],
             findings=[Finding(**f) for f in d.get("findings", [])],
             tables=dict(d.get("tables", {})),
+            cost=CostFacts.from_dict(d.get("cost")),
         )
 
 
