@@ -3,6 +3,10 @@
 Reference case from the product brief: 200,000 labels, defect rate d = 0.05,
 correction error rate r = 0.05, two cycles: 10,000 first-pass corrections plus
 500 corrections of corrections = 10,500.
+
+The estimate reads only the typed facts gates put in ``GateResult.cost``
+(:mod:`annogate.defects`), so these tests build such results directly; the tests
+at the end feed it the results of the real gates on the bundled examples.
 """
 
 from __future__ import annotations
@@ -25,47 +29,47 @@ from annogate.cost import (
     cycle_factor,
     estimate_cost,
     expected_corrections,
-    golden_counts,
-    systematic_patterns,
 )
-from annogate.findings import Finding, GateResult, ThresholdCheck
+from annogate.defects import CostFacts, DefectRows, Pattern, SampledDefects
+from annogate.findings import GateResult
 from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE, Annotations, Batch, Categories, Images
 
 
-def golden(tp: int, mislabelled: int, missing: int, extra: int) -> GateResult:
-    return GateResult(
-        gate="golden",
-        verdict="failed",
-        metrics={
-            "overall": {
-                "tp": tp,
-                "mislabelled": mislabelled,
-                "missing": missing,
-                "extra": extra,
-                "golden_objects": tp + mislabelled + missing,
-            }
-        },
+def sampled(
+    defects: int,
+    sample: int,
+    *,
+    by_type: dict[str, int] | None = None,
+    by_annotator: dict[str, tuple[int, int]] | None = None,
+    gate: str = "golden",
+) -> GateResult:
+    facts = CostFacts(
+        sampled=SampledDefects(defects=defects, sample=sample, by_type=by_type or {}, by_annotator=by_annotator or {})
     )
+    return GateResult(gate=gate, verdict="failed" if defects else "passed", cost=facts)
 
 
-def geo(
-    rule: str, ann_id: int | None, *, category: str | None = None, annotator: str | None = None, severity: str = "error"
-) -> Finding:
-    return Finding(
-        gate="geometry",
-        rule=rule,
-        message=f"{rule} on {ann_id}",
-        file="batch.json",
-        line=10,
-        annotation_id=ann_id,
-        category=category,
-        annotator=annotator,
-        severity=severity,  # type: ignore[arg-type]
+def exact(gate: str, rows: list[tuple[str, int, str | None, str | None]]) -> GateResult:
+    """(error type, row, annotator, class) per defect; grouped by error type as a gate does."""
+    by: dict[str, list[tuple[int, str | None, str | None]]] = {}
+    for rule, row, who, cls in rows:
+        by.setdefault(rule, []).append((row, who, cls))
+    facts = CostFacts(
+        exact=tuple(
+            DefectRows(
+                error_type=rule,
+                rows=tuple(r for r, _, _ in v),
+                annotators=tuple(w for _, w, _ in v),
+                categories=tuple(c for _, _, c in v),
+            )
+            for rule, v in by.items()
+        )
     )
+    return GateResult(gate=gate, verdict="failed", cost=facts)
 
 
-def failed(metric: str, scope: str, value: float = 5.0, limit: float = 2.0) -> ThresholdCheck:
-    return ThresholdCheck(metric=metric, scope=scope, value=value, limit=limit, op="<=")
+def patterns(gate: str, *pats: Pattern) -> GateResult:
+    return GateResult(gate=gate, verdict="failed", cost=CostFacts(patterns=tuple(pats)))
 
 
 # --------------------------------------------------------------------------- cycles
@@ -95,7 +99,8 @@ def test_cycle_factor_rejects_nonsense() -> None:
 
 def test_estimate_reference_case_in_money() -> None:
     # golden: 50 defects in 1,000 sampled objects -> d = 0.05; r defaults to d.
-    est = estimate_cost(n_labels=200_000, results=[golden(950, 20, 20, 10)])
+    params = {"rework_multiplier": 1.0}
+    est = estimate_cost(n_labels=200_000, results=[sampled(50, 1000)], params=params)
     assert est.golden_defects == 50 and est.golden_sample == 1000
     assert est.expected.defect_rate == pytest.approx(0.05)
     assert est.expected.correction_error_rate == pytest.approx(0.05)
@@ -111,17 +116,24 @@ def test_estimate_reference_case_in_money() -> None:
     assert est.high.defect_rate == pytest.approx(0.06531, abs=1e-5)
 
 
-def test_explicit_golden_counts_override_extraction() -> None:
+def test_default_overhead_of_a_typical_batch_is_in_the_published_range() -> None:
+    # 5 % defects, no systematic pattern: QA 20 % + rework 5 % x 1.05 x 2 = 30.5 %,
+    # inside the 30-60 % that QA, rework and remediation add to direct cost
+    est = estimate_cost(n_labels=200_000, results=[sampled(50, 1000)])
+    assert est.overhead_ratio == pytest.approx(0.20 + 0.05 * 1.05 * 2.0)
+    assert 0.30 <= est.overhead_ratio <= 0.60
+    # a systematic pattern on 1 % of the labels stays inside the range too
+    pat = patterns("golden", Pattern(kind="drift", scope="annotator:bob", affected=2000, annotator="bob"))
     est = estimate_cost(
-        n_labels=1000, results=[], golden_defects=10, golden_sample=100, params={"correction_error_rate": 0.0}
+        n_labels=200_000, results=[sampled(50, 1000), pat], params={"downstream": {"downstream_multiplier": 1.0}}
     )
-    assert est.expected.first_pass_defects == pytest.approx(100)  # 1000 x 0.1
-    assert est.rework == pytest.approx(100 * 0.05)
+    assert 0.30 <= est.overhead_ratio <= 0.60
 
 
 def test_no_defects_costs_direct_plus_qa_only() -> None:
-    clean = golden(1000, 0, 0, 0)
-    est = estimate_cost(n_labels=10_000, results=[clean], params={"price_per_label": 0.1, "qa_fraction": 0.25})
+    est = estimate_cost(
+        n_labels=10_000, results=[sampled(0, 1000)], params={"price_per_label": 0.1, "qa_fraction": 0.25}
+    )
     assert est.direct == pytest.approx(1_000)
     assert est.qa == pytest.approx(250)
     assert est.rework == 0 and est.downstream == 0
@@ -135,69 +147,86 @@ def test_zero_labels_has_no_ratio() -> None:
     assert est.total == 0 and est.overhead_ratio is None
 
 
-def test_deterministic_defects_are_counted_exactly_once_per_annotation() -> None:
-    gate = GateResult(
-        gate="geometry",
-        verdict="failed",
-        findings=[
-            geo("tiny_box", 1, annotator="alice"),
-            geo("outside_image", 1, annotator="alice"),  # same annotation: one correction
-            geo("outside_image", 2, annotator="bob"),
-            geo("area_mismatch", 3, severity="warning"),  # tolerated by the rules
+def test_exact_defects_are_counted_once_per_row_across_rules_and_gates() -> None:
+    geo = exact(
+        "geometry",
+        [
+            ("tiny_box", 1, "alice", "car"),
+            ("outside_image", 1, "alice", "car"),  # same row: one correction
+            ("outside_image", 2, "bob", "car"),
         ],
     )
-    params = {"price_per_label": 1.0, "correction_error_rate": 0.5, "max_cycles": 2}
-    est = estimate_cost(n_labels=100, results=[gate], params=params)
+    schema = exact("schema", [("dangling_image_id", 2, "bob", "car")])  # row 2 again, another gate
+    params = {"price_per_label": 1.0, "correction_error_rate": 0.5, "max_cycles": 2, "rework_multiplier": 1.0}
+    est = estimate_cost(n_labels=100, results=[geo, schema], params=params)
     assert est.deterministic_defects == 2
     assert est.golden_sample is None
     assert est.low.first_pass_defects == est.high.first_pass_defects == 2  # exact: no interval
     assert est.expected.corrections == pytest.approx(3)  # 2 x (1 + 0.5)
     assert est.rework == pytest.approx(3.0)
     by_rule = {b.key: b for b in est.by_error_type}
-    assert by_rule["outside_image"].defects == pytest.approx(1.5)
+    assert by_rule["outside_image"].defects == pytest.approx(1.0)
     assert by_rule["tiny_box"].defects == pytest.approx(0.5)
-    assert "area_mismatch" not in by_rule
-    by_who = {b.key: b.amount for b in est.by_annotator}
-    assert by_who == pytest.approx({"alice": 1.5, "bob": 1.5})
+    assert by_rule["dangling_image_id"].defects == pytest.approx(0.5)
+    assert {b.key: b.amount for b in est.by_annotator} == pytest.approx({"alice": 1.5, "bob": 1.5})
     assert sum(b.amount for b in est.by_error_type) == pytest.approx(est.rework)
+    assert sum(b.amount for b in est.by_class) == pytest.approx(est.rework)
 
 
-def test_deterministic_plus_sampled_defects() -> None:
+def test_a_skipped_gate_contributes_nothing() -> None:
+    res = exact("geometry", [("tiny_box", 1, None, None)])
+    res.verdict = "skipped"
+    assert estimate_cost(n_labels=10, results=[res]).deterministic_defects == 0
+
+
+def test_exact_plus_sampled_defects() -> None:
     # 1,000 labels, 100 known bad; golden d = 0.1 applies to the other 900 -> 90.
-    gate = GateResult(gate="schema", verdict="failed", findings=[geo("dangling", i) for i in range(100)])
-    est = estimate_cost(
-        n_labels=1000,
-        results=[gate],
-        golden_defects=10,
-        golden_sample=100,
-        params={"correction_error_rate": 0.0},
-    )
+    gate = exact("schema", [("dangling", i, None, None) for i in range(100)])
+    est = estimate_cost(n_labels=1000, results=[gate, sampled(10, 100)], params={"correction_error_rate": 0.0})
     assert est.expected.first_pass_defects == pytest.approx(190)
     assert est.expected.overall_defect_rate == pytest.approx(0.19)
     assert est.low.first_pass_defects >= 100
 
 
 def test_default_correction_error_rate_is_measured_rate() -> None:
-    est = estimate_cost(n_labels=1000, results=[], golden_defects=20, golden_sample=100)
+    est = estimate_cost(n_labels=1000, results=[sampled(20, 100)])
     assert est.expected.correction_error_rate == pytest.approx(0.2)
     assert est.expected.corrections == pytest.approx(200 * 1.2)
 
 
-def test_itemisation_by_golden_error_type_and_cohort() -> None:
-    g = golden(900, 50, 30, 20)  # 100 defects / 1000
-    g.findings = [
-        Finding(gate="golden", rule="mislabelled", message="m", file="b.json", annotation_id=i, annotator=a)
-        for i, a in enumerate(["alice", "alice", "bob", None])
-    ]
-    params = {"correction_error_rate": 0.0, "price_per_label": 1.0, "cohorts": {"alice": "vendor-a", "bob": "vendor-a"}}
+def test_itemisation_by_sampled_error_type_and_cohort() -> None:
+    g = sampled(
+        100,
+        1000,
+        by_type={"mislabelled": 50, "missing": 30, "extra": 20},
+        by_annotator={"alice": (50, 400), "bob": (25, 300), "carol": (25, 300)},
+    )
+    params = {
+        "correction_error_rate": 0.0,
+        "price_per_label": 1.0,
+        "rework_multiplier": 1.0,
+        "cohorts": {"alice": "vendor-a", "bob": "vendor-a"},
+    }
     est = estimate_cost(n_labels=10_000, results=[g], params=params)
     assert est.rework == pytest.approx(1000)
     assert {b.key: b.amount for b in est.by_error_type} == pytest.approx(
         {"mislabelled": 500, "missing": 300, "extra": 200}
     )
-    assert {b.key: b.amount for b in est.by_annotator} == pytest.approx({"vendor-a": 750, UNKNOWN: 250})
+    # attributed by each annotator's share of the sampled defects
+    assert {b.key: b.amount for b in est.by_annotator} == pytest.approx({"vendor-a": 750, "carol": 250})
     rework_lines = [i for i in est.line_items if i.category == "rework"]
     assert sum(i.amount for i in rework_lines) == pytest.approx(est.rework)
+
+
+def test_sampled_defects_without_annotators_go_to_unknown() -> None:
+    est = estimate_cost(n_labels=100, results=[sampled(10, 100)], params={"correction_error_rate": 0.0})
+    assert [b.key for b in est.by_annotator] == [UNKNOWN]
+
+
+def test_a_second_sampled_gate_is_noted_not_added() -> None:
+    est = estimate_cost(n_labels=100, results=[sampled(10, 100), sampled(50, 100, gate="thirdparty")])
+    assert est.golden_defects == 10
+    assert any("thirdparty" in n for n in est.notes)
 
 
 def test_prices_per_class_and_type() -> None:
@@ -221,22 +250,24 @@ def test_prices_per_class_and_type() -> None:
     assert p.price("car", "bbox") == 0.05 and p.price("car", "polygon") == 0.5 and p.price(None, "polygon") == 0.2
 
 
+def test_partial_estimate_names_the_gates_that_did_not_run() -> None:
+    est = estimate_cost(n_labels=100, results=[sampled(1, 10)], not_run=["geometry", "schema"])
+    assert est.partial == ("geometry", "schema")
+    assert any("partial" in n and "geometry" in n for n in est.notes)
+    assert est.to_dict()["partial"] == ["geometry", "schema"]
+
+
 # --------------------------------------------------------------------------- downstream
 
 
-def test_downstream_counted_per_pattern() -> None:
-    g = golden(1000, 0, 0, 0)
-    g.checks = [
-        failed("drift.left", "class:person"),
-        failed("drift.right", "class:person"),  # same scope: the same pattern
-        failed("drift.top", "class:car"),
-        ThresholdCheck(metric="drift.left", scope="class:tree", value=0.1, limit=2.0, op="<="),  # passed
-        failed("precision", "overall", 0.5, 0.9),  # not systematic
-    ]
-    conf = GateResult(
-        gate="confusion",
-        verdict="failed",
-        checks=[failed("confusion.rate", "pair:cyclist->pedestrian", 0.1, 0.02)],
+def test_downstream_counted_per_pattern_fixed_remediation() -> None:
+    g = patterns(
+        "golden",
+        Pattern(kind="drift", scope="class:person", affected=100, category="person"),
+        Pattern(kind="drift", scope="class:car", affected=50, category="car"),
+    )
+    conf = patterns(
+        "confusion", Pattern(kind="confusion", scope="pair:cyclist->pedestrian", affected=10, category="cyclist")
     )
     params = {
         "downstream": {"retrain_cost": 1000.0, "engineer_hours": 10, "hourly_rate": 100.0, "downstream_multiplier": 0}
@@ -252,26 +283,14 @@ def test_downstream_counted_per_pattern() -> None:
     assert est.total == pytest.approx(est.direct + est.qa + est.downstream)
 
 
-def test_downstream_multiple_of_pattern_rework_when_larger() -> None:
-    g = golden(1000, 0, 0, 0)
-    g.checks = [failed("drift.left", "class:person")]
-    mix: dict[tuple[str | None, str], int] = {("person", "bbox"): 1000, ("car", "bbox"): 3000}
+def test_downstream_is_priced_on_the_labels_a_pattern_affects() -> None:
+    # bob's 60 boxes drifted: 10 x (60 x 0.1 x 2.0) = 120, not the batch's 4,000 labels
+    g = patterns("golden", Pattern(kind="drift", scope="annotator:bob", affected=60, annotator="bob"))
     params = {"price_per_label": 0.1, "correction_error_rate": 0.0, "downstream": {"retrain_cost": 50.0}}
-    est = estimate_cost(n_labels=4000, results=[g], params=params, composition=mix)
-    # 10 x (1000 person labels x 0.1) = 1000 > 50
-    assert est.downstream == pytest.approx(1000)
+    est = estimate_cost(n_labels=4000, results=[g], params=params)
+    assert est.downstream == pytest.approx(120)
     params["downstream"] = {"retrain_cost": 5000.0}
-    assert estimate_cost(n_labels=4000, results=[g], params=params, composition=mix).downstream == pytest.approx(5000)
-
-
-def test_confusion_pattern_spoils_rate_times_source_class() -> None:
-    conf = GateResult(
-        gate="confusion", verdict="failed", checks=[failed("confusion.rate", "pair:cyclist->pedestrian", 0.1, 0.02)]
-    )
-    mix: dict[tuple[str | None, str], int] = {("cyclist", "bbox"): 500, ("pedestrian", "bbox"): 9500}
-    (pat,) = systematic_patterns([conf], n_labels=10_000, composition=mix)
-    assert pat.affected == pytest.approx(50)
-    assert pat.category == "cyclist"
+    assert estimate_cost(n_labels=4000, results=[g], params=params).downstream == pytest.approx(5000)
 
 
 # --------------------------------------------------------------------------- interval, monotonicity
@@ -281,7 +300,7 @@ def test_confusion_pattern_spoils_rate_times_source_class() -> None:
 @given(n=st.integers(1, 5000), data=st.data())
 def test_interval_contains_point_estimate(n: int, data: st.DataObject) -> None:
     k = data.draw(st.integers(0, n))
-    est = estimate_cost(n_labels=100_000, results=[], golden_defects=k, golden_sample=n)
+    est = estimate_cost(n_labels=100_000, results=[sampled(k, n)])
     assert est.low.defect_rate <= est.expected.defect_rate <= est.high.defect_rate
     assert est.expected.defect_rate == pytest.approx(k / n)
     assert est.low.rework <= est.rework <= est.high.rework
@@ -302,38 +321,14 @@ def test_cost_is_monotonic_in_defect_rate(
     k1 = data.draw(st.integers(0, n))
     k2 = data.draw(st.integers(k1, n))
     params = {"max_cycles": cycles} | ({} if r is None else {"correction_error_rate": r})
-    a = estimate_cost(n_labels=labels, results=[], golden_defects=k1, golden_sample=n, params=params)
-    b = estimate_cost(n_labels=labels, results=[], golden_defects=k2, golden_sample=n, params=params)
+    a = estimate_cost(n_labels=labels, results=[sampled(k1, n)], params=params)
+    b = estimate_cost(n_labels=labels, results=[sampled(k2, n)], params=params)
     assert a.expected.corrections <= b.expected.corrections * (1 + 1e-12) + 1e-9
     assert a.rework <= b.rework * (1 + 1e-12) + 1e-9
     assert a.total <= b.total * (1 + 1e-12) + 1e-9
 
 
-# --------------------------------------------------------------------------- inputs, schema, output
-
-
-def test_golden_counts_shapes() -> None:
-    assert golden_counts([]) is None
-    assert golden_counts([GateResult(gate="golden", verdict="passed")]) is None
-    assert golden_counts([GateResult(gate="golden", verdict="skipped", metrics=golden(1, 1, 1, 1).metrics)]) is None
-    gc = golden_counts([golden(90, 5, 3, 2)])
-    assert gc is not None and (gc.defects, gc.sample) == (10, 100)
-    no_tp = GateResult(
-        gate="golden",
-        verdict="failed",
-        metrics={"overall": {"mislabelled": 5, "missing": 3, "extra": 2, "golden_objects": 98}},
-    )
-    gc = golden_counts([no_tp])
-    assert gc is not None and (gc.defects, gc.sample) == (10, 100)
-    nan = GateResult(
-        gate="golden",
-        verdict="failed",
-        metrics={"overall": {"tp": float("nan"), "mislabelled": 1, "missing": 0, "extra": 0}},
-    )
-    assert golden_counts([nan]) is None
-    explicit = GateResult(gate="golden", verdict="failed", metrics={"overall": {"defects": 3, "sample": 30}})
-    gc = golden_counts([explicit])
-    assert gc is not None and (gc.defects, gc.sample) == (3, 30)
+# --------------------------------------------------------------------------- schema, defaults, output
 
 
 def test_rules_schema_accepts_documented_keys_and_rejects_unknown() -> None:
@@ -362,21 +357,30 @@ def test_rules_schema_accepts_documented_keys_and_rejects_unknown() -> None:
     assert p.currency == "EUR" and p.max_cycles == 3 and p.fixed_remediation == 800 + 16 * 90
 
 
-def test_defaults() -> None:
+def test_defaults_live_in_one_place() -> None:
     p = CostParameters.from_rules({})
-    assert (p.currency, p.price_default, p.qa_fraction, p.rework_multiplier, p.max_cycles) == ("USD", 0.05, 0.2, 1.0, 2)
+    assert p == CostParameters()
+    assert (p.currency, p.price_default, p.qa_fraction, p.rework_multiplier, p.max_cycles) == ("USD", 0.05, 0.2, 2.0, 2)
     assert p.correction_error_rate is None and p.downstream_multiplier == 10.0
+    # the schema shows the dataclass's defaults, not a copy that could drift
+    props = RULES_SCHEMA["properties"]
+    assert props["qa_fraction"]["default"] == p.qa_fraction
+    assert props["rework_multiplier"]["default"] == p.rework_multiplier
+    assert props["downstream"]["properties"]["downstream_multiplier"]["default"] == p.downstream_multiplier
 
 
 def test_to_dict_is_strict_json() -> None:
-    g = golden(900, 50, 30, 20)
-    g.checks = [failed("drift.left", "overall")]
+    pat = patterns(
+        "golden",
+        Pattern(kind="drift", scope="overall", affected=10, checks=({"metric": "drift.left", "passed": False},)),
+    )
     est = estimate_cost(
-        n_labels=1000, results=[g, GateResult(gate="geometry", verdict="failed", findings=[geo("tiny_box", 1)])]
+        n_labels=1000, results=[sampled(100, 1000), pat, exact("geometry", [("tiny_box", 1, None, None)])]
     )
     d = json.loads(json.dumps(est.to_dict(), allow_nan=False))
     assert d["scenarios"]["expected"]["total"] == pytest.approx(est.total)
     assert d["patterns"][0]["checks"][0]["passed"] is False
+    assert d["patterns"][0]["gate"] == "golden" and d["patterns"][0]["amount"] == pytest.approx(est.downstream)
     assert math.isclose(est.correction_cost(), est.unit_price * est.rework_multiplier * est.cycle_factor)
 
 

@@ -4,9 +4,11 @@ Why a cost model in a gate: a failing threshold says *that* a batch is bad; the
 team that pays for labels needs to know *how much* the defects will cost before
 they reach training. Price per label hides QA review, rework cycles (corrections
 carry errors of their own) and downstream remediation of systematic errors that
-review does not catch. This module turns gate results into those four figures.
+review does not catch. This module prices the typed facts the gates report
+(:mod:`annogate.defects`); it never looks at a gate's name or metrics, so a
+third-party gate takes part by filling ``GateResult.cost``.
 
-Pure: inputs are the number of labels, a list of :class:`GateResult` and the
+Pure: inputs are the number of labels, the gate results and the
 ``[tool.annogate.cost]`` rules section; no pytest, no I/O.
 
 The model
@@ -14,24 +16,24 @@ The model
 * **Direct** = labels x price per label (the price may depend on class and
   annotation type; with a label mix, the weighted mean price is used).
 * **QA review** = ``qa_fraction`` x direct.
-* **Rework**. First-pass defects ``F = D + d * (N - D)``: ``D`` are the
-  *deterministic* defects (error-level findings of the ``schema`` and ``geometry``
-  gates, counted exactly once per annotation: they are known rows, not a sample)
-  and ``d`` is the defect rate measured on the golden set, extrapolated to the
-  rows not already known defective, with a Wilson interval (low / expected /
+* **Rework**. First-pass defects ``F = D + d * (N - D)``: ``D`` are the exact
+  defects (rows the gates know are wrong, each counted once however many gates
+  name it) and ``d`` is the sampled defect rate (the golden set), extrapolated to
+  the rows not already known defective, with a Wilson interval (low / expected /
   high). Each correction is wrong again with probability ``r``
-  (``correction_error_rate``; default the measured rate ``F / N``), so the
-  expected corrections are ``F * (1 + r + ... + r**(max_cycles - 1))``, each
-  costing ``price x rework_multiplier``.
-* **Downstream** remediation, per *systematic pattern* (see
-  :func:`systematic_patterns`): ``max(retrain_cost + engineer_hours x
-  hourly_rate, downstream_multiplier x the pattern's rework cost)``.
+  (``correction_error_rate``; default the measured rate ``F / N``), so the expected
+  corrections are ``F * (1 + r + ... + r**(max_cycles - 1))``, each costing
+  ``price x rework_multiplier``. Check: N = 200,000, d = r = 0.05, two cycles:
+  10,000 + 500 = 10,500 corrections.
+* **Downstream** remediation, per systematic pattern: ``max(retrain_cost +
+  engineer_hours x hourly_rate, downstream_multiplier x the rework cost of the
+  labels the pattern affects)``.
 * **Overhead ratio** = (QA + rework + downstream) / direct.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,57 +41,153 @@ from typing import Any, Literal
 
 import numpy as np
 
-from annogate.findings import Finding, GateResult, ThresholdCheck
+from annogate.defects import CostFacts, DefectSummary, Pattern, SampledDefects, summarise
+from annogate.findings import GateResult
 from annogate.model import SEG_POLYGON, SEG_RLE, Batch
 from annogate.stats import wilson_interval
 
 __all__ = [
     "ANNOTATION_TYPES",
-    "DETERMINISTIC_GATES",
     "RULES_SCHEMA",
-    "SYSTEMATIC_GATES",
     "UNKNOWN",
     "Breakdown",
     "CostEstimate",
     "CostParameters",
-    "GoldenCounts",
     "LineItem",
+    "PricedPattern",
     "Scenario",
-    "SystematicPattern",
     "composition_from_batch",
     "cycle_factor",
-    "deterministic_defects",
     "estimate_cost",
     "expected_corrections",
-    "golden_counts",
-    "systematic_patterns",
 ]
 
-#: Gates whose findings are exact, known defective rows (not a sample).
-DETERMINISTIC_GATES: tuple[str, ...] = ("schema", "geometry")
-#: Gates whose failed checks may mark a systematic pattern.
-SYSTEMATIC_GATES: tuple[str, ...] = ("golden", "confusion")
 #: Annotation types a price can be given for.
 ANNOTATION_TYPES: tuple[str, ...] = ("bbox", "polygon", "mask", "keypoints")
-#: Key used for findings without an annotator / class.
+#: Key used for defects without an annotator / class.
 UNKNOWN = "(unknown)"
 
 Category = Literal["direct", "qa", "rework", "downstream"]
 
+
+# --------------------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostParameters:
+    """The cost rules with defaults applied: the one place the defaults live.
+
+    Defaults and why:
+
+    * ``price_per_label = 0.05``: a typical vendor price for a bounding box; set it.
+    * ``qa_fraction = 0.20``: QA review runs at 15-25 % of direct cost.
+    * ``rework_multiplier = 2.0``: a correction is a round trip (send back, reopen
+      the image, find the object, redraw it, review it again), about twice the work
+      of the first label; with it a batch at the common 5 % defect rate costs 30 %
+      over its price (QA 20 % + rework 10.5 %), the low end of the published 30-60 %.
+    * ``max_cycles = 2``: a correction and the correction of that correction; later
+      cycles are negligible at realistic error rates.
+    * ``downstream_multiplier = 10``: the "1-10-100" rule of data quality, an error
+      found after it was used costs about ten times its correction at the source;
+      it applies only to the labels a systematic pattern affects.
+      ``retrain_cost``, ``engineer_hours`` and ``hourly_rate`` default to 0 because
+      only the team knows them.
+    """
+
+    currency: str = "USD"
+    price_default: float = 0.05
+    type_prices: Mapping[str, float] = field(default_factory=dict)
+    class_prices: Mapping[str, float | Mapping[str, float]] = field(default_factory=dict)
+    qa_fraction: float = 0.20
+    rework_multiplier: float = 2.0
+    correction_error_rate: float | None = None
+    max_cycles: int = 2
+    confidence: float = 0.95
+    cohorts: Mapping[str, str] = field(default_factory=dict)
+    retrain_cost: float = 0.0
+    engineer_hours: float = 0.0
+    hourly_rate: float = 0.0
+    downstream_multiplier: float = 10.0
+
+    @classmethod
+    def from_rules(cls, section: Mapping[str, Any] | None) -> CostParameters:
+        """Parameters from a ``[tool.annogate.cost]`` mapping (validated by the rules loader);
+        every key left out takes the dataclass default."""
+        s = dict(section or {})
+        kw: dict[str, Any] = {}
+        price = s.get("price_per_label")
+        if isinstance(price, Mapping):
+            if "default" in price:
+                kw["price_default"] = float(price["default"])
+            kw["type_prices"] = {t: float(price[t]) for t in ANNOTATION_TYPES if t in price}
+            classes: dict[str, float | Mapping[str, float]] = {}
+            for name, v in dict(price.get("classes", {})).items():
+                classes[str(name)] = {str(k): float(x) for k, x in v.items()} if isinstance(v, Mapping) else float(v)
+            kw["class_prices"] = classes
+        elif price is not None:
+            kw["price_default"] = float(price)
+        for key in (
+            "currency",
+            "qa_fraction",
+            "rework_multiplier",
+            "correction_error_rate",
+            "max_cycles",
+            "confidence",
+        ):
+            if s.get(key) is not None:
+                kw[key] = s[key]
+        if "cohorts" in s:
+            kw["cohorts"] = {str(k): str(v) for k, v in dict(s["cohorts"]).items()}
+        kw.update(dict(s.get("downstream", {})))
+        return cls(**kw)
+
+    def price(self, category: str | None, ann_type: str | None = None) -> float:
+        """Price of one label: class-and-type, class, type, then default."""
+        cp = self.class_prices.get(category) if category is not None else None
+        if isinstance(cp, Mapping):
+            if ann_type is not None and ann_type in cp:
+                return float(cp[ann_type])
+            if "default" in cp:
+                return float(cp["default"])
+        elif cp is not None:
+            return float(cp)
+        if ann_type is not None and ann_type in self.type_prices:
+            return float(self.type_prices[ann_type])
+        return self.price_default
+
+    @property
+    def fixed_remediation(self) -> float:
+        """Cost of remediating one systematic pattern after training: retrain + engineering."""
+        return self.retrain_cost + self.engineer_hours * self.hourly_rate
+
+    def cohort(self, annotator: str | None) -> str:
+        """The name rework is itemised under: the annotator's cohort when the rules name one."""
+        return self.cohorts.get(annotator, annotator) if annotator else UNKNOWN
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["type_prices"] = dict(self.type_prices)
+        d["class_prices"] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in self.class_prices.items()}
+        d["cohorts"] = dict(self.cohorts)
+        return d
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CostParameters) if f.default is not dataclasses.MISSING}
 _MONEY: dict[str, Any] = {"type": "number", "minimum": 0}
 _TYPE_PRICES: dict[str, Any] = {t: _MONEY for t in ANNOTATION_TYPES}
 
-#: JSON Schema of ``[tool.annogate.cost]``; unknown keys are usage errors.
+#: JSON Schema of ``[tool.annogate.cost]``; unknown keys are usage errors. Defaults
+#: shown here are read from :class:`CostParameters`, never written twice.
 RULES_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "The rework-cost model (annogate.cost).",
     "additionalProperties": False,
     "properties": {
-        "currency": {"type": "string", "minLength": 1, "default": "USD"},
+        "currency": {"type": "string", "minLength": 1, "maxLength": 16, "default": _DEFAULTS["currency"]},
         "price_per_label": {
             "description": "One price, or a table: default, per annotation type, per class "
             "(a number, or per-type prices for that class).",
-            "default": 0.05,
+            "default": _DEFAULTS["price_default"],
             "oneOf": [
                 _MONEY,
                 {
@@ -115,16 +213,21 @@ RULES_SCHEMA: dict[str, Any] = {
                 },
             ],
         },
-        "qa_fraction": {"type": "number", "minimum": 0, "default": 0.20},
-        "rework_multiplier": {"type": "number", "minimum": 0, "default": 1.0},
+        "qa_fraction": {"type": "number", "minimum": 0, "default": _DEFAULTS["qa_fraction"]},
+        "rework_multiplier": {"type": "number", "minimum": 0, "default": _DEFAULTS["rework_multiplier"]},
         "correction_error_rate": {
             "description": "Probability that a correction is wrong again; default: the measured defect rate.",
             "type": "number",
             "minimum": 0,
             "exclusiveMaximum": 1,
         },
-        "max_cycles": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 2},
-        "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
+        "max_cycles": {"type": "integer", "minimum": 1, "maximum": 1000, "default": _DEFAULTS["max_cycles"]},
+        "confidence": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 1,
+            "default": _DEFAULTS["confidence"],
+        },
         "cohorts": {
             "description": "Annotator name -> cohort (vendor, team); itemise by cohort instead of person.",
             "type": "object",
@@ -134,110 +237,18 @@ RULES_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "retrain_cost": {**_MONEY, "default": 0.0},
-                "engineer_hours": {"type": "number", "minimum": 0, "default": 0.0},
-                "hourly_rate": {**_MONEY, "default": 0.0},
-                "downstream_multiplier": {"type": "number", "minimum": 0, "default": 10.0},
+                "retrain_cost": {**_MONEY, "default": _DEFAULTS["retrain_cost"]},
+                "engineer_hours": {"type": "number", "minimum": 0, "default": _DEFAULTS["engineer_hours"]},
+                "hourly_rate": {**_MONEY, "default": _DEFAULTS["hourly_rate"]},
+                "downstream_multiplier": {
+                    "type": "number",
+                    "minimum": 0,
+                    "default": _DEFAULTS["downstream_multiplier"],
+                },
             },
         },
     },
 }
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-@dataclass(frozen=True, kw_only=True)
-class CostParameters:
-    """The cost rules with defaults applied.
-
-    Defaults and why:
-
-    * ``price_per_label = 0.05``: a typical vendor price for a bounding box; set it.
-    * ``qa_fraction = 0.20``: QA review runs at 15-25 % of direct cost.
-    * ``rework_multiplier = 1.0``: a correction reopens the image, finds the object
-      and redraws it, about the work of the original label; vendors that bill
-      corrections at a premium (or free) set it.
-    * ``max_cycles = 2``: a correction and the correction of that correction; later
-      cycles are negligible at realistic error rates.
-    * ``downstream_multiplier = 10``: the "1-10-100" rule of data quality, an error
-      found after it was used costs about ten times its correction at the source.
-      ``retrain_cost``, ``engineer_hours`` and ``hourly_rate`` default to 0 because
-      only the team knows them.
-    """
-
-    currency: str = "USD"
-    price_default: float = 0.05
-    type_prices: Mapping[str, float] = field(default_factory=dict)
-    class_prices: Mapping[str, float | Mapping[str, float]] = field(default_factory=dict)
-    qa_fraction: float = 0.20
-    rework_multiplier: float = 1.0
-    correction_error_rate: float | None = None
-    max_cycles: int = 2
-    confidence: float = 0.95
-    cohorts: Mapping[str, str] = field(default_factory=dict)
-    retrain_cost: float = 0.0
-    engineer_hours: float = 0.0
-    hourly_rate: float = 0.0
-    downstream_multiplier: float = 10.0
-
-    @classmethod
-    def from_rules(cls, section: Mapping[str, Any] | None) -> CostParameters:
-        """Parameters from a ``[tool.annogate.cost]`` mapping (validated by the loader)."""
-        s = dict(section or {})
-        price = s.get("price_per_label", 0.05)
-        if isinstance(price, Mapping):
-            default = float(price.get("default", 0.05))
-            types = {t: float(price[t]) for t in ANNOTATION_TYPES if t in price}
-            classes: dict[str, float | Mapping[str, float]] = {}
-            for name, v in dict(price.get("classes", {})).items():
-                classes[str(name)] = {str(k): float(x) for k, x in v.items()} if isinstance(v, Mapping) else float(v)
-        else:
-            default, types, classes = float(price), {}, {}
-        down = dict(s.get("downstream", {}))
-        r = s.get("correction_error_rate")
-        return cls(
-            currency=str(s.get("currency", "USD")),
-            price_default=default,
-            type_prices=types,
-            class_prices=classes,
-            qa_fraction=float(s.get("qa_fraction", 0.20)),
-            rework_multiplier=float(s.get("rework_multiplier", 1.0)),
-            correction_error_rate=None if r is None else float(r),
-            max_cycles=int(s.get("max_cycles", 2)),
-            confidence=float(s.get("confidence", 0.95)),
-            cohorts={str(k): str(v) for k, v in dict(s.get("cohorts", {})).items()},
-            retrain_cost=float(down.get("retrain_cost", 0.0)),
-            engineer_hours=float(down.get("engineer_hours", 0.0)),
-            hourly_rate=float(down.get("hourly_rate", 0.0)),
-            downstream_multiplier=float(down.get("downstream_multiplier", 10.0)),
-        )
-
-    def price(self, category: str | None, ann_type: str | None = None) -> float:
-        """Price of one label: class-and-type, class, type, then default."""
-        cp = self.class_prices.get(category) if category is not None else None
-        if isinstance(cp, Mapping):
-            if ann_type is not None and ann_type in cp:
-                return float(cp[ann_type])
-            if "default" in cp:
-                return float(cp["default"])
-        elif cp is not None:
-            return float(cp)
-        if ann_type is not None and ann_type in self.type_prices:
-            return float(self.type_prices[ann_type])
-        return self.price_default
-
-    @property
-    def fixed_remediation(self) -> float:
-        """Cost of remediating one systematic pattern after training: retrain + engineering."""
-        return self.retrain_cost + self.engineer_hours * self.hourly_rate
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["type_prices"] = dict(self.type_prices)
-        d["class_prices"] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in self.class_prices.items()}
-        d["cohorts"] = dict(self.cohorts)
-        return d
 
 
 # --------------------------------------------------------------------------- inputs
@@ -270,184 +281,6 @@ def composition_from_batch(batch: Batch) -> dict[tuple[str | None, str], int]:
         name = None if ci == 0 else str(batch.categories.name[ci - 1])
         out[(name, ANNOTATION_TYPES[ki])] = int(c)
     return out
-
-
-@dataclass(frozen=True, kw_only=True)
-class GoldenCounts:
-    """Defects found on the golden (honeypot) sample, and the sample size.
-
-    ``by_type`` splits ``defects`` by error type (``extra``, ``missing``,
-    ``mislabelled``) when the golden gate reports it.
-    """
-
-    defects: int
-    sample: int
-    by_type: Mapping[str, int] = field(default_factory=dict)
-
-
-_GOLDEN_TYPES = ("mislabelled", "missing", "extra")
-
-
-def golden_counts(results: Iterable[GateResult], gate: str = "golden") -> GoldenCounts | None:
-    """Extract the golden-set defect count and sample size from the golden gate's result.
-
-    Expected shape of ``GateResult.metrics`` (the golden gate's; extra keys ignored)::
-
-        {"overall": {"tp": 940, "mislabelled": 20, "missing": 25, "extra": 15,
-                     "golden_objects": 985}}
-
-    Defects = mislabelled + missing + extra; the sample is the accuracy denominator
-    ``tp + mislabelled + missing + extra`` (so ``d = 1 - accuracy``). When ``tp`` is
-    absent, ``golden_objects + extra`` is used (golden objects are tp, mislabelled
-    or missing). Explicit ``{"defects": k, "sample": n}`` in ``overall`` wins.
-    Returns None when there is no golden result, it was skipped, or the shape is
-    not recognised: then no sampled rate is extrapolated.
-    """
-    for res in results:
-        if res.gate != gate or res.verdict == "skipped":
-            continue
-        overall = res.metrics.get("overall")
-        if not isinstance(overall, Mapping):
-            return None
-
-        def num(key: str, overall: Mapping[str, Any] = overall) -> int | None:
-            v = overall.get(key)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                return None
-            f = float(v)
-            return round(f) if math.isfinite(f) and f >= 0 else None
-
-        if num("defects") is not None and num("sample") is not None:
-            d, n = num("defects"), num("sample")
-            assert d is not None and n is not None
-            return GoldenCounts(defects=min(d, n), sample=n)
-        parts = {k: num(k) for k in _GOLDEN_TYPES}
-        if any(v is None for v in parts.values()):
-            return None
-        by_type = {k: int(v) for k, v in parts.items() if v is not None}
-        defects = sum(by_type.values())
-        tp, objects = num("tp"), num("golden_objects")
-        if tp is not None:
-            sample = tp + defects
-        elif objects is not None:
-            sample = objects + by_type["extra"]
-        else:
-            return None
-        if sample <= 0:
-            return None
-        return GoldenCounts(defects=min(defects, sample), sample=sample, by_type=by_type)
-    return None
-
-
-@dataclass(frozen=True, kw_only=True)
-class SystematicPattern:
-    """A defect pattern that QA review would not catch, fixed only after training.
-
-    ``affected`` is the number of labels the pattern spoils (it prices the
-    multiple-of-rework alternative); ``checks`` are the failed checks behind it.
-    """
-
-    gate: str
-    kind: Literal["drift", "confusion"]
-    scope: str
-    affected: float
-    checks: tuple[ThresholdCheck, ...] = ()
-    category: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.gate}:{self.kind}:{self.scope}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "gate": self.gate,
-            "kind": self.kind,
-            "scope": self.scope,
-            "category": self.category,
-            "affected": self.affected,
-            "checks": [c.to_dict() for c in self.checks],
-        }
-
-
-def _class_count(scope: str, composition: Composition | None, n_labels: int) -> tuple[str | None, float]:
-    """(class, label count) a scope covers: ``overall`` is N, ``class:X`` X's count (N if unknown)."""
-    if scope.startswith("class:"):
-        name = scope[len("class:") :]
-        if composition:
-            return name, float(sum(c for (k, _), c in composition.items() if k == name))
-        return name, float(n_labels)
-    return None, float(n_labels)
-
-
-def systematic_patterns(
-    results: Iterable[GateResult],
-    *,
-    n_labels: int,
-    composition: Composition | None = None,
-) -> list[SystematicPattern]:
-    """Systematic patterns: failed error-level checks of the golden/confusion gates.
-
-    Definition (the only inputs that mark a pattern):
-
-    * **drift**: a failed check of a gate in :data:`SYSTEMATIC_GATES` whose
-      ``metric`` starts with ``"drift"`` (boundary drift beyond tolerance). All
-      drift checks of one scope (e.g. the four edges of ``class:person``) are one
-      pattern: one retrain fixes them together. It spoils every label in its scope.
-    * **confusion**: a failed check of such a gate whose ``metric`` starts with
-      ``"pair"`` or whose ``scope`` starts with ``"pair:"`` (a concentrated class
-      confusion, scope ``pair:a->b``). One pattern per pair; its value is the rate
-      at which golden class ``a`` is labelled ``b`` (a value above 1 is taken as a
-      count), so it spoils ``count(a) x rate`` labels.
-
-    Patterns are returned sorted by key, so estimates are deterministic.
-    """
-    grouped: dict[tuple[str, str, str], list[ThresholdCheck]] = defaultdict(list)
-    for res in results:
-        if res.gate not in SYSTEMATIC_GATES:
-            continue
-        for c in res.failed_checks:
-            if c.metric.startswith("drift"):
-                grouped[(res.gate, "drift", c.scope)].append(c)
-            elif c.metric.startswith("pair") or c.scope.startswith("pair:"):
-                scope = c.scope if c.scope.startswith("pair:") else c.metric
-                grouped[(res.gate, "confusion", scope)].append(c)
-    out: list[SystematicPattern] = []
-    for (gate, kind, scope), checks in sorted(grouped.items()):
-        if kind == "drift":
-            cls, affected = _class_count(scope, composition, n_labels)
-            out.append(
-                SystematicPattern(
-                    gate=gate, kind="drift", scope=scope, affected=affected, checks=tuple(checks), category=cls
-                )
-            )
-        else:
-            pair = scope.split(":", 1)[1] if ":" in scope else scope
-            src = pair.split("->", 1)[0] if "->" in pair else None
-            _, base = _class_count(f"class:{src}", composition, n_labels) if src else (None, float(n_labels))
-            value = max(abs(c.value) for c in checks)
-            affected = value if value > 1.0 else base * value
-            out.append(
-                SystematicPattern(
-                    gate=gate, kind="confusion", scope=scope, affected=affected, checks=tuple(checks), category=src
-                )
-            )
-    return out
-
-
-def deterministic_defects(results: Iterable[GateResult]) -> list[tuple[Finding, float]]:
-    """Error-level findings of the deterministic gates, each with its share of a correction.
-
-    An annotation with k findings (a tiny box that is also outside the image) is
-    one correction, split 1/k over its findings so that itemisation by error type
-    adds up to the total. Findings without an annotation id each count as one.
-    Warnings are not defects: the rules chose to tolerate them.
-    """
-    findings = [f for r in results if r.gate in DETERMINISTIC_GATES for f in r.findings if f.severity == "error"]
-    per_ann: dict[tuple[str, int], int] = defaultdict(int)
-    for f in findings:
-        if f.annotation_id is not None:
-            per_ann[(f.file, f.annotation_id)] += 1
-    return [(f, 1.0 / per_ann[(f.file, f.annotation_id)] if f.annotation_id is not None else 1.0) for f in findings]
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -486,7 +319,7 @@ class LineItem:
 
 @dataclass(frozen=True, kw_only=True)
 class Breakdown:
-    """Expected rework attributed to one error type or one annotator (cohort)."""
+    """Expected rework attributed to one error type, annotator (cohort) or class."""
 
     key: str
     defects: float  # first-pass defects (expected)
@@ -498,11 +331,27 @@ class Breakdown:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PricedPattern:
+    """A systematic pattern with the gate that found it and what remediating it costs."""
+
+    gate: str
+    pattern: Pattern
+    amount: float
+
+    @property
+    def key(self) -> str:
+        return self.pattern.key(self.gate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, **self.pattern.to_dict(), "amount": self.amount}
+
+
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     """The estimate at one defect rate (low / expected / high of the Wilson interval)."""
 
     defect_rate: float  # sampled rate d used for the rows not known defective
-    overall_defect_rate: float  # F / N, deterministic defects included
+    overall_defect_rate: float  # F / N, exact defects included
     correction_error_rate: float
     first_pass_defects: float
     corrections: float
@@ -520,8 +369,11 @@ class CostEstimate:
     """Everything the estimate says, plain enough for JSON (see :meth:`to_dict`).
 
     ``rework``/``downstream``/``total``/``overhead_ratio`` are the expected
-    scenario's; ``low``/``high`` hold the same at the Wilson bounds of the golden
-    defect rate. ``overhead_ratio`` is None when direct cost is zero.
+    scenario's; ``low``/``high`` hold the same at the Wilson bounds of the sampled
+    defect rate. ``total`` is the expected cost of accepting the batch (direct + QA +
+    rework + downstream); ``overhead_ratio`` is None when direct cost is zero.
+    ``partial`` lists gates that did not run (deselected with ``-k``), whose defects
+    the estimate therefore lacks.
     """
 
     currency: str
@@ -545,8 +397,10 @@ class CostEstimate:
     line_items: tuple[LineItem, ...]
     by_error_type: tuple[Breakdown, ...]
     by_annotator: tuple[Breakdown, ...]
-    patterns: tuple[SystematicPattern, ...]
+    by_class: tuple[Breakdown, ...]
+    patterns: tuple[PricedPattern, ...]
     class_unit_prices: Mapping[str, float] = field(default_factory=dict)
+    partial: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
     @property
@@ -595,34 +449,39 @@ class CostEstimate:
             "line_items": [i.to_dict() for i in self.line_items],
             "by_error_type": [b.to_dict() for b in self.by_error_type],
             "by_annotator": [b.to_dict() for b in self.by_annotator],
+            "by_class": [b.to_dict() for b in self.by_class],
             "patterns": [p.to_dict() for p in self.patterns],
             "class_unit_prices": dict(sorted(self.class_unit_prices.items())),
+            "partial": list(self.partial),
             "notes": list(self.notes),
         }
 
 
-# --------------------------------------------------------------------------- estimate
+# --------------------------------------------------------------------------- estimate, step by step
 
 
-def _direct_lines(
-    n_labels: int, params: CostParameters, composition: Composition | None
-) -> tuple[float, list[LineItem], dict[str, float]]:
-    """Mean unit price, direct line items, and per-class mean prices.
+@dataclass(frozen=True, kw_only=True)
+class _Direct:
+    unit: float  # mean price per label
+    amount: float
+    lines: tuple[LineItem, ...]
+    class_prices: Mapping[str, float]
 
-    With a composition, the mean price is weighted by it and applied to N (so the
-    lines still sum to N x mean price when the composition counts differ from N).
-    """
+    def price_of(self, category: str | None) -> float:
+        return self.class_prices.get(category, self.unit) if category else self.unit
+
+
+def _direct(n_labels: int, params: CostParameters, composition: Composition | None) -> _Direct:
+    """Step 1: direct cost. With a composition, the mean price is weighted by it and
+    applied to N (so the lines still sum to N x mean price when counts differ from N)."""
     if not composition or sum(composition.values()) <= 0:
         p = params.price_default
-        # Without the label mix, class prices can still price the corrections.
-        known = {c: params.price(c) for c in params.class_prices}
-        return (
-            p,
-            [LineItem(category="direct", item="labels", quantity=float(n_labels), unit_cost=p, amount=n_labels * p)],
-            known,
+        line = LineItem(category="direct", item="labels", quantity=float(n_labels), unit_cost=p, amount=n_labels * p)
+        # without the label mix, class prices can still price the corrections
+        return _Direct(
+            unit=p, amount=n_labels * p, lines=(line,), class_prices={c: params.price(c) for c in params.class_prices}
         )
-    total = float(sum(composition.values()))
-    scale = n_labels / total
+    scale = n_labels / float(sum(composition.values()))
     lines: list[LineItem] = []
     amount = 0.0
     cls_amount: dict[str, float] = defaultdict(float)
@@ -639,16 +498,139 @@ def _direct_lines(
         if cls is not None:
             cls_amount[cls] += cnt * price
             cls_count[cls] += cnt
-    mean = amount / n_labels if n_labels else params.price_default
-    return mean, lines, {c: cls_amount[c] / cls_count[c] for c in cls_amount}
+    unit = amount / n_labels if n_labels else params.price_default
+    return _Direct(
+        unit=unit,
+        amount=unit * n_labels,
+        lines=tuple(lines),
+        class_prices={c: cls_amount[c] / cls_count[c] for c in cls_amount},
+    )
 
 
-def _interval(golden: GoldenCounts | None, confidence: float) -> tuple[float, float, float]:
-    if golden is None or golden.sample <= 0:
+def _rate_interval(sampled: SampledDefects | None, confidence: float) -> tuple[float, float, float]:
+    """Step 2: the sampled defect rate with its Wilson interval (0 when nothing was sampled)."""
+    if sampled is None or sampled.sample <= 0:
         return 0.0, 0.0, 0.0
-    p = golden.defects / golden.sample
-    lo, hi = wilson_interval(golden.defects, golden.sample, confidence)
+    p = sampled.defects / sampled.sample
+    lo, hi = wilson_interval(sampled.defects, sampled.sample, confidence)
     return min(lo, p), p, max(hi, p)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Exact:
+    count: float  # exact defective rows (capped at N)
+    value: float  # their first-pass value at label price
+    scale: float  # < 1 when more defects than labels were reported
+
+
+def _exact(summary: DefectSummary, n_labels: int, direct: _Direct, notes: list[str]) -> _Exact:
+    """Step 3: exact defects, each row once, priced by its class."""
+    count = summary.exact_count
+    scale = min(1.0, n_labels / count) if count else 1.0
+    if count > n_labels:
+        notes.append(f"{count:g} exact defects exceed {n_labels} labels; capped")
+    value = sum(s.share * scale * direct.price_of(s.category) for s in summary.exact)
+    return _Exact(count=count * scale, value=value, scale=scale)
+
+
+def _scenario(
+    d: float,
+    *,
+    n_labels: int,
+    params: CostParameters,
+    direct: _Direct,
+    qa: float,
+    exact: _Exact,
+    summary: DefectSummary,
+) -> tuple[Scenario, float, list[PricedPattern]]:
+    """Step 4: the whole estimate at one sampled defect rate ``d``."""
+    rest = max(0.0, n_labels - exact.count)
+    sampled = d * rest
+    first = exact.count + sampled
+    overall = first / n_labels if n_labels else 0.0
+    r = params.correction_error_rate if params.correction_error_rate is not None else min(overall, 0.999999)
+    factor = cycle_factor(r, params.max_cycles)
+    mult = params.rework_multiplier * factor
+    rework = (exact.value + sampled * direct.unit) * mult
+    priced = [
+        PricedPattern(
+            gate=gate,
+            pattern=pt,
+            amount=max(
+                params.fixed_remediation,
+                params.downstream_multiplier * pt.affected * direct.price_of(pt.category) * mult,
+            ),
+        )
+        for gate, pt in summary.patterns
+    ]
+    downstream = float(sum(p.amount for p in priced))
+    total = direct.amount + qa + rework + downstream
+    scenario = Scenario(
+        defect_rate=d,
+        overall_defect_rate=overall,
+        correction_error_rate=r,
+        first_pass_defects=first,
+        corrections=first * factor,
+        rework=rework,
+        downstream=downstream,
+        total=total,
+        overhead_ratio=(qa + rework + downstream) / direct.amount if direct.amount else None,
+    )
+    return scenario, factor, priced
+
+
+def _itemise(
+    *,
+    summary: DefectSummary,
+    params: CostParameters,
+    direct: _Direct,
+    exact: _Exact,
+    sampled_expected: float,
+    factor: float,
+) -> tuple[tuple[Breakdown, ...], tuple[Breakdown, ...], tuple[Breakdown, ...]]:
+    """Step 5: the expected rework by error type, by annotator (or cohort) and by class.
+
+    Exact defects go where their rows say. The sampled defects are split by the
+    sample's own error types and by each annotator's share of the sampled defects
+    (an annotator who made 8 of the 10 golden misses carries 80 % of the sampled rework).
+    """
+    mult = params.rework_multiplier * factor
+    acc: dict[str, dict[str, list[float]]] = {k: defaultdict(lambda: [0.0, 0.0]) for k in ("type", "who", "class")}
+
+    def add(kind: str, key: str, q: float, amount: float) -> None:
+        acc[kind][key][0] += q
+        acc[kind][key][1] += amount
+
+    for s in summary.exact:
+        q = s.share * exact.scale
+        amount = q * direct.price_of(s.category) * mult
+        add("type", s.error_type, q, amount)
+        add("who", params.cohort(s.annotator), q, amount)
+        add("class", s.category or UNKNOWN, q, amount)
+    sample = summary.sampled
+    if sampled_expected > 0 and sample is not None:
+        amount_per = direct.unit * mult
+        types: dict[str, float] = {k: float(v) for k, v in sample.by_type.items() if v > 0} or {
+            "sampled": float(sample.defects)
+        }
+        tot = sum(types.values())
+        for k, v in types.items():
+            add("type", k, sampled_expected * v / tot, sampled_expected * v / tot * amount_per)
+        who: dict[str, float] = defaultdict(float)
+        for name, (defects, _n) in sample.by_annotator.items():
+            who[params.cohort(name)] += defects
+        if not sum(who.values()):
+            who = defaultdict(float, {UNKNOWN: 1.0})
+        tot_w = sum(who.values())
+        for k, v in who.items():
+            add("who", k, sampled_expected * v / tot_w, sampled_expected * v / tot_w * amount_per)
+        add("class", "(sampled)", sampled_expected, sampled_expected * amount_per)
+
+    def breakdown(d: Mapping[str, list[float]]) -> tuple[Breakdown, ...]:
+        items = [Breakdown(key=k, defects=v[0], corrections=v[0] * factor, amount=v[1]) for k, v in d.items()]
+        return tuple(sorted(items, key=lambda b: (-b.amount, b.key)))
+
+    return breakdown(acc["type"]), breakdown(acc["who"]), breakdown(acc["class"])
 
 
 def estimate_cost(
@@ -656,191 +638,110 @@ def estimate_cost(
     n_labels: int,
     results: Sequence[GateResult],
     params: CostParameters | Mapping[str, Any] | None = None,
-    golden_defects: int | None = None,
-    golden_sample: int | None = None,
     composition: Composition | None = None,
-    patterns: Sequence[SystematicPattern] | None = None,
+    not_run: Iterable[str] = (),
 ) -> CostEstimate:
     """The rework-cost estimate of one batch of ``n_labels`` labels.
 
-    ``golden_defects``/``golden_sample`` override what :func:`golden_counts`
-    extracts from ``results``; ``patterns`` override :func:`systematic_patterns`;
-    ``composition`` ((class, type) -> count, see :func:`composition_from_batch`)
-    enables per-class/per-type prices. Everything else comes from ``results``.
+    Reads only each result's typed :class:`~annogate.defects.CostFacts`
+    (``GateResult.cost``); ``composition`` ((class, type) -> count, see
+    :func:`composition_from_batch`) enables per-class/per-type prices; ``not_run``
+    names gates that were deselected, so the estimate says it is partial.
     """
     if n_labels < 0:
         raise ValueError(f"n_labels must be >= 0, got {n_labels}")
     p = params if isinstance(params, CostParameters) else CostParameters.from_rules(params)
     notes: list[str] = []
+    partial = tuple(sorted(set(not_run)))
+    if partial:
+        notes.append(f"partial estimate: {', '.join(partial)} did not run, their defects are not counted")
     if (p.class_prices or p.type_prices) and not composition:
         notes.append("label mix unknown: direct cost uses the default price per label")
 
-    unit, direct_lines, class_prices = _direct_lines(n_labels, p, composition)
-    direct = unit * n_labels
-    qa = p.qa_fraction * direct
+    direct = _direct(n_labels, p, composition)
+    qa = p.qa_fraction * direct.amount
+    summary = summarise((r.gate, _facts(r)) for r in results if r.verdict != "skipped")
+    notes.extend(summary.notes)
+    if summary.sampled is None:
+        notes.append("no sampled (golden-set) measurement: only exact defects are counted")
+    d_low, d_exp, d_high = _rate_interval(summary.sampled, p.confidence)
+    exact = _exact(summary, n_labels, direct, notes)
 
-    # Golden sample: explicit counts win over the extracted ones.
-    extracted = golden_counts(results)
-    golden: GoldenCounts | None
-    if golden_defects is not None and golden_sample is not None:
-        if not 0 <= golden_defects <= golden_sample:
-            raise ValueError("need 0 <= golden_defects <= golden_sample")
-        by_type = extracted.by_type if extracted and sum(extracted.by_type.values()) == golden_defects else {}
-        golden = (
-            GoldenCounts(defects=golden_defects, sample=golden_sample, by_type=by_type) if golden_sample > 0 else None
-        )
-    else:
-        golden = extracted
-    if golden is None:
-        notes.append("no golden-set measurement: only deterministic defects are counted")
-    d_low, d_exp, d_high = _interval(golden, p.confidence)
+    def at(d: float) -> tuple[Scenario, float, list[PricedPattern]]:
+        return _scenario(d, n_labels=n_labels, params=p, direct=direct, qa=qa, exact=exact, summary=summary)
 
-    # Deterministic defects: exact, priced by their class.
-    det = deterministic_defects(results)
-    det_count = float(sum(w for _, w in det))
-    if det_count > n_labels:
-        notes.append(f"{det_count:g} deterministic defects exceed {n_labels} labels; capped")
-    det_scale = min(1.0, n_labels / det_count) if det_count else 1.0
-    det_count *= det_scale
-
-    def cls_price(cat: str | None) -> float:
-        return class_prices.get(cat, unit) if cat else unit
-
-    det_value = sum(w * det_scale * cls_price(f.category) for f, w in det)  # first-pass, at label price
-    rest = max(0.0, n_labels - det_count)
-
-    pats = (
-        list(patterns)
-        if patterns is not None
-        else systematic_patterns(results, n_labels=n_labels, composition=composition)
+    low, _, _ = at(d_low)
+    exp, factor, priced = at(d_exp)
+    high, _, _ = at(d_high)
+    by_type, by_who, by_class = _itemise(
+        summary=summary,
+        params=p,
+        direct=direct,
+        exact=exact,
+        sampled_expected=d_exp * max(0.0, n_labels - exact.count),
+        factor=factor,
     )
-    if composition is None and any(pt.scope.startswith("class:") or pt.kind == "confusion" for pt in pats):
-        notes.append("class counts unknown: class-scoped patterns are assumed to cover all labels")
 
-    def scenario(d: float) -> tuple[Scenario, float, list[tuple[SystematicPattern, float]]]:
-        sampled = d * rest
-        first = det_count + sampled
-        overall = first / n_labels if n_labels else 0.0
-        r = p.correction_error_rate if p.correction_error_rate is not None else min(overall, 0.999999)
-        factor = cycle_factor(r, p.max_cycles)
-        rework = (det_value + sampled * unit) * p.rework_multiplier * factor
-        pat_costs = [
-            (
-                pt,
-                max(
-                    p.fixed_remediation,
-                    p.downstream_multiplier * pt.affected * cls_price(pt.category) * p.rework_multiplier * factor,
-                ),
-            )
-            for pt in pats
-        ]
-        downstream = float(sum(c for _, c in pat_costs))
-        total = direct + qa + rework + downstream
-        return (
-            Scenario(
-                defect_rate=d,
-                overall_defect_rate=overall,
-                correction_error_rate=r,
-                first_pass_defects=first,
-                corrections=first * factor,
-                rework=rework,
-                downstream=downstream,
-                total=total,
-                overhead_ratio=(qa + rework + downstream) / direct if direct else None,
-            ),
-            factor,
-            pat_costs,
-        )
-
-    low, _, _ = scenario(d_low)
-    exp, factor, pat_costs = scenario(d_exp)
-    high, _, _ = scenario(d_high)
-
-    # Itemisation of the expected rework: by error type and by annotator (cohort).
-    mult = p.rework_multiplier * factor
-    by_rule: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # defects, amount
-    by_who: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-
-    def who(name: str | None) -> str:
-        return p.cohorts.get(name, name) if name else UNKNOWN
-
-    for f, w in det:
-        q = w * det_scale
-        amt = q * cls_price(f.category) * mult
-        for acc, key in ((by_rule, f.rule), (by_who, who(f.annotator))):
-            acc[key][0] += q
-            acc[key][1] += amt
-    sampled_exp = d_exp * rest
-    if sampled_exp > 0 and golden is not None:
-        types = {k: v for k, v in golden.by_type.items() if v > 0} or {"golden_sample": golden.defects}
-        tot = sum(types.values())
-        for k, v in types.items():
-            by_rule[k][0] += sampled_exp * v / tot
-            by_rule[k][1] += sampled_exp * v / tot * unit * mult
-        gold_findings = [f for r in results if r.gate == "golden" for f in r.findings if f.severity == "error"]
-        names: dict[str, int] = defaultdict(int)
-        for f in gold_findings:
-            names[who(f.annotator)] += 1
-        if not names:
-            names[UNKNOWN] = 1
-        tot_n = sum(names.values())
-        for k, c in names.items():
-            by_who[k][0] += sampled_exp * c / tot_n
-            by_who[k][1] += sampled_exp * c / tot_n * unit * mult
-
-    def breakdown(acc: Mapping[str, list[float]]) -> tuple[Breakdown, ...]:
-        items = [Breakdown(key=k, defects=v[0], corrections=v[0] * factor, amount=v[1]) for k, v in acc.items()]
-        return tuple(sorted(items, key=lambda b: (-b.amount, b.key)))
-
-    by_error_type = breakdown(by_rule)
-    by_annotator = breakdown(by_who)
-
-    lines: list[LineItem] = list(direct_lines)
+    lines: list[LineItem] = list(direct.lines)
     lines.append(
         LineItem(
             category="qa",
             item=f"review at {p.qa_fraction:.0%} of direct",
             quantity=p.qa_fraction,
-            unit_cost=direct,
+            unit_cost=direct.amount,
             amount=qa,
         )
     )
-    for b in by_error_type:
-        lines.append(
-            LineItem(
-                category="rework",
-                item=b.key,
-                quantity=b.corrections,
-                unit_cost=b.amount / b.corrections if b.corrections else 0.0,
-                amount=b.amount,
-            )
+    lines.extend(
+        LineItem(
+            category="rework",
+            item=b.key,
+            quantity=b.corrections,
+            unit_cost=b.amount / b.corrections if b.corrections else 0.0,
+            amount=b.amount,
         )
-    for pt, pc in pat_costs:
-        lines.append(LineItem(category="downstream", item=pt.key, quantity=1.0, unit_cost=pc, amount=pc))
-
+        for b in by_type
+    )
+    lines.extend(
+        LineItem(
+            category="downstream",
+            item=pp.key,
+            quantity=pp.pattern.affected,
+            unit_cost=pp.amount / pp.pattern.affected if pp.pattern.affected else pp.amount,
+            amount=pp.amount,
+        )
+        for pp in priced
+    )
     return CostEstimate(
         currency=p.currency,
         n_labels=n_labels,
-        unit_price=unit,
-        direct=direct,
+        unit_price=direct.unit,
+        direct=direct.amount,
         qa=qa,
         rework=exp.rework,
         downstream=exp.downstream,
         total=exp.total,
         overhead_ratio=exp.overhead_ratio,
         confidence=p.confidence,
-        golden_defects=golden.defects if golden else None,
-        golden_sample=golden.sample if golden else None,
-        deterministic_defects=det_count,
+        golden_defects=None if summary.sampled is None else summary.sampled.defects,
+        golden_sample=None if summary.sampled is None else summary.sampled.sample,
+        deterministic_defects=exact.count,
         max_cycles=p.max_cycles,
         rework_multiplier=p.rework_multiplier,
         low=low,
         expected=exp,
         high=high,
         line_items=tuple(lines),
-        by_error_type=by_error_type,
-        by_annotator=by_annotator,
-        patterns=tuple(pats),
-        class_unit_prices=class_prices,
+        by_error_type=by_type,
+        by_annotator=by_who,
+        by_class=by_class,
+        patterns=tuple(priced),
+        class_unit_prices=dict(direct.class_prices),
+        partial=partial,
         notes=tuple(notes),
     )
+
+
+def _facts(result: GateResult) -> CostFacts | None:
+    facts = getattr(result, "cost", None)
+    return facts if isinstance(facts, CostFacts) else None

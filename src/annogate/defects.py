@@ -23,11 +23,25 @@ travel as JSON between pytest-xdist workers.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CostFacts", "DefectRows", "DefectSummary", "Pattern", "SampledDefects", "summarise"]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from annogate.model import Batch
+
+__all__ = [
+    "CostFacts",
+    "DefectRows",
+    "DefectSummary",
+    "Pattern",
+    "SampledDefects",
+    "defect_rows",
+    "summarise",
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -74,6 +88,49 @@ class DefectRows:
             annotators=tuple(d.get("annotators", ())),
             categories=tuple(d.get("categories", ())),
         )
+
+
+def defect_rows(
+    batch: Batch,
+    rows_by_type: Mapping[str, Iterable[npt.NDArray[np.integer[Any]]] | npt.NDArray[np.integer[Any]]],
+    *,
+    is_error: Callable[[str], bool] = lambda _t: True,
+    loose: Mapping[str, int] | None = None,
+) -> tuple[DefectRows, ...]:
+    """Exact defects from the row arrays a gate computed, named by annotator and class.
+
+    ``rows_by_type`` maps an error type to the annotation rows that have it (one array
+    or several); types for which ``is_error`` is False (the rules made them warnings)
+    are left out: warnings are tolerated, not corrected. ``loose`` counts defects of a
+    type that are not annotation rows (a duplicate category, an unreadable element).
+    Built from every row, before findings are capped, so the count is exact.
+    """
+    import numpy as np
+
+    ann = batch.annotations
+    who = np.asarray([*batch.annotators, None], dtype=object)
+    cls = np.asarray([*(str(n) for n in batch.categories.name), None], dtype=object)
+    out: list[DefectRows] = []
+    for error_type in sorted(rows_by_type):
+        if not is_error(error_type):
+            continue
+        parts = rows_by_type[error_type]
+        arrays = [parts] if isinstance(parts, np.ndarray) else list(parts)
+        rows = np.unique(np.concatenate([np.asarray(a, dtype=np.int64).ravel() for a in arrays])) if arrays else None
+        if rows is None or rows.size == 0:
+            continue
+        out.append(
+            DefectRows(
+                error_type=error_type,
+                rows=tuple(rows.tolist()),
+                annotators=tuple(who[ann.annotator[rows]].tolist()),
+                categories=tuple(cls[ann.category[rows]].tolist()),
+            )
+        )
+    for error_type, count in sorted((loose or {}).items()):
+        if count > 0 and is_error(error_type):
+            out.append(DefectRows(error_type=error_type, rows=(-1,) * int(count)))
+    return tuple(out)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -49,6 +49,7 @@ for the rings the star test could not prove, which in real data are a minority.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,11 +58,12 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
+from annogate.defects import CostFacts, defect_rows
 from annogate.findings import Finding, GateResult, findings_for_rows
 from annogate.gates import Gate, GateContext
 from annogate.model import SEG_POLYGON, SEG_RLE, Batch
 from annogate.rle import decode_counts_string, rle_counts
-from annogate.thresholds import THRESHOLDS_SCHEMA, apply_severity, error_type_checks
+from annogate.thresholds import THRESHOLDS_SCHEMA, apply_severity, error_type_checks, severity_for
 
 __all__ = ["DEFAULTS", "GATE", "RULES", "RULES_SCHEMA", "run"]
 
@@ -233,6 +235,8 @@ class _Collector:
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
         self.findings: list[Finding] = []
+        # every defective row per rule, for the cost estimate (exact, never capped)
+        self.rows: dict[str, list[npt.NDArray[np.integer[Any]]]] = defaultdict(list)
 
     def add(
         self,
@@ -243,6 +247,7 @@ class _Collector:
     ) -> None:
         if len(rows) == 0:
             return
+        self.rows[rule].append(np.asarray(rows))
         self.findings.extend(
             findings_for_rows(self.batch, rows, gate=GATE_NAME, rule=rule, messages=messages, values=values)
         )
@@ -1324,7 +1329,10 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "findings": len(findings),
         "findings_by_type": {r: c for r, c in counts.items() if c},
     }
-    return GateResult.from_checks(gate=GATE_NAME, population=n, checks=checks, findings=findings, metrics=metrics)
+    cost = CostFacts(exact=defect_rows(batch, out.rows, is_error=lambda r: severity_for(cfg.thresholds, r) == "error"))
+    return GateResult.from_checks(
+        gate=GATE_NAME, population=n, checks=checks, findings=findings, metrics=metrics, cost=cost
+    )
 
 
 GATE = Gate(

@@ -12,16 +12,18 @@ no part: they are already source problems.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from annogate.defects import CostFacts, defect_rows
 from annogate.findings import Finding, GateResult, Severity, findings_for_rows
 from annogate.gates import Gate, GateContext
 from annogate.model import Batch, SourceProblem
-from annogate.thresholds import THRESHOLDS_SCHEMA, apply_severity, error_type_checks
+from annogate.thresholds import THRESHOLDS_SCHEMA, apply_severity, error_type_checks, severity_for
 
 __all__ = ["GATE", "RULES_SCHEMA", "integrity_findings", "problem_findings", "run"]
 
@@ -170,11 +172,37 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
     return out
 
 
+def _cost_facts(batch: Batch, findings: list[Finding], rules: Mapping[str, Any], cfg: Mapping[str, Any]) -> CostFacts:
+    """Exact defects: annotation rows with a dangling or duplicate id, every annotation of
+    a class outside the taxonomy, and one per other error (a bad element, a duplicate
+    image or category) that someone has to correct."""
+    ann = batch.annotations
+    rows: dict[str, list[npt.NDArray[np.integer[Any]]]] = {}
+    if len(ann) and (not batch.predictions or len(batch.images) > 0):
+        rows["dangling_image_id"] = [np.flatnonzero((ann.image < 0) & _refs(ann.image_id, ann.image_id_valid))]
+        rows["dangling_category_id"] = [
+            np.flatnonzero((ann.category < 0) & _refs(ann.category_id, ann.category_id_valid))
+        ]
+    if len(ann) and not batch.predictions:
+        rows["duplicate_annotation_id"] = [_duplicates(ann.id, ann.id_valid)]
+    classes = rules.get("taxonomy", {}).get("classes")
+    if classes and len(ann):
+        known = set(classes) | set(rules.get("taxonomy", {}).get("aliases", {}))
+        bad = np.asarray([str(n) not in known for n in batch.categories.name] + [False], dtype=bool)
+        rows["unknown_class"] = [np.flatnonzero(bad[ann.category])]
+    loose: dict[str, int] = defaultdict(int)
+    for f in findings:
+        if f.rule not in rows:
+            loose[f.rule] += 1
+    return CostFacts(exact=defect_rows(batch, rows, is_error=lambda r: severity_for(cfg, r) == "error", loose=loose))
+
+
 def run(batch: Batch, ctx: GateContext) -> GateResult:
     """Validate the batch's structure; fails on any schema or integrity error by default."""
     cfg = ctx.section.get("thresholds", {})
     findings = [*problem_findings(batch, batch.problems), *integrity_findings(batch, ctx.rules)]
     findings = apply_severity(findings, cfg)
+    cost = _cost_facts(batch, findings, ctx.rules, cfg)
     population = len(batch.annotations) + len(batch.images) + len(batch.categories)
     checks = error_type_checks(findings=findings, population=population, cfg=cfg)
     metrics = {
@@ -184,7 +212,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "source_problems": len(batch.problems),
     }
     return GateResult.from_checks(
-        gate="schema", population=population, checks=checks, findings=findings, metrics=metrics
+        gate="schema", population=population, checks=checks, findings=findings, metrics=metrics, cost=cost
     )
 
 
