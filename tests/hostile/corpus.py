@@ -967,6 +967,49 @@ def _(root: Path, out: Path) -> Run:
     return r
 
 
+# -- own: readers must not reach outside the repository ------------------------
+
+case(
+    "yolo_yaml_paths_outside_dataset",
+    Expect(exit=frozenset({1, 4}), output_not=("root:x:0:0", r"/etc/passwd")),
+    "own",
+)(_yolo("0 0.5 0.5 0.1 0.1\n", yaml="path: /\ntrain: etc\nval: ../../../../etc\nnames:\n  0: car\n"))
+case(
+    "labelstudio_image_url_unroutable",
+    Expect(exit=frozenset({0, 1}), note="sizes never fetched over the network: no hang"),
+    "own",
+    timeout=40,
+)(
+    lambda root, out: (
+        _ls([])(root, out),
+        write_json(
+            root / "batches" / "export.json",
+            [
+                {
+                    "id": 1,
+                    "data": {"image": "http://10.255.255.1/a.jpg"},
+                    "annotations": [
+                        {
+                            "id": 1,
+                            "completed_by": 1,
+                            "result": [
+                                {
+                                    "id": "r",
+                                    "type": "rectanglelabels",
+                                    "from_name": "l",
+                                    "to_name": "image",
+                                    "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["car"]},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ],
+        ),
+    )[0]
+)
+
+
 # -- the default (fast) selection: one or more cases per class; the rest are marked slow ---
 
 FAST = frozenset(
