@@ -1010,6 +1010,30 @@ case(
 )
 
 
+@case(
+    "report_over_pyproject_rules",
+    Expect(exit=USAGE, note="rules in [tool.annogate] of pyproject.toml are an input"),
+    "own",
+)
+def _(root: Path, out: Path) -> Run:
+    write_json(root / "golden" / "golden.json", coco([box(1, 10, 10, 20, 20)]))
+    write(
+        root / "pyproject.toml", '[project]\nname = "labels"\n\n[tool.annogate.golden]\nfile = "golden/golden.json"\n'
+    )
+    write_json(root / "batches" / "b.json", DEFECT)
+    return Run(args=["batches", "--annogate-report", "pyproject.toml"], cwd=root, report=None, add_report=False)
+
+
+@case("rework_over_golden_via_pyproject", Expect(exit=USAGE), "own")
+def _(root: Path, out: Path) -> Run:
+    r = report_over_pyproject(root, out)
+    r.args = ["batches", "--annogate-rework", "golden/golden.json"]
+    return r
+
+
+report_over_pyproject = by_name()["report_over_pyproject_rules"].build
+
+
 # -- the default (fast) selection: one or more cases per class; the rest are marked slow ---
 
 FAST = frozenset(
