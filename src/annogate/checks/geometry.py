@@ -59,11 +59,17 @@ import numpy.typing as npt
 import shapely
 
 from annogate.defects import CostFacts, defect_rows
-from annogate.findings import Finding, GateResult, findings_for_rows
+from annogate.findings import DEFAULT_MAX_FINDINGS_PER_RULE, FindingLog, GateResult
 from annogate.gates import Gate, GateContext
 from annogate.model import SEG_POLYGON, SEG_RLE, Batch
 from annogate.rle import decode_counts_string, rle_counts
-from annogate.thresholds import THRESHOLDS_SCHEMA, apply_severity, error_type_checks, severity_for
+from annogate.thresholds import (
+    THRESHOLDS_SCHEMA,
+    apply_severity,
+    error_type_checks,
+    max_findings_per_rule,
+    severity_for,
+)
 
 __all__ = ["DEFAULTS", "GATE", "RULES", "RULES_SCHEMA", "run"]
 
@@ -232,9 +238,10 @@ def _fmt(v: float) -> str:
 class _Collector:
     """Findings of one run, per rule, built only for the rows that failed."""
 
-    def __init__(self, batch: Batch) -> None:
+    def __init__(self, batch: Batch, max_per_rule: int = DEFAULT_MAX_FINDINGS_PER_RULE) -> None:
         self.batch = batch
-        self.findings: list[Finding] = []
+        # at most max_per_rule findings built per rule; the tally counts every defect
+        self.log = FindingLog(max_per_rule=max_per_rule)
         # every defective row per rule, for the cost estimate (exact, never capped)
         self.rows: dict[str, list[npt.NDArray[np.integer[Any]]]] = defaultdict(list)
 
@@ -248,9 +255,7 @@ class _Collector:
         if len(rows) == 0:
             return
         self.rows[rule].append(np.asarray(rows))
-        self.findings.extend(
-            findings_for_rows(self.batch, rows, gate=GATE_NAME, rule=rule, messages=messages, values=values)
-        )
+        self.log.add_rows(self.batch, rows, gate=GATE_NAME, rule=rule, messages=messages, values=values)
 
 
 @dataclass(frozen=True)
@@ -1281,7 +1286,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     cfg = _Config.from_section(ctx.section or {}, batch)
     ann = batch.annotations
     n = len(ann)
-    out = _Collector(batch)
+    out = _Collector(batch, max_findings_per_rule(cfg.thresholds))
     img = ann.image.astype(np.int64)
     has_img = img >= 0
     safe_img = np.where(has_img, img, 0)
@@ -1305,7 +1310,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         n_kp = _check_keypoints(batch, cfg, boxes, width, height, out)
         dup_examined, dup_skipped = _check_duplicates(batch, cfg, boxes, out)
 
-    findings = apply_severity(out.findings, cfg.thresholds)
+    findings = apply_severity(out.log.findings, cfg.thresholds)
     findings.sort(key=lambda f: (f.file, f.line or 0, f.annotation_id or 0, _RULE_ORDER.get(f.rule, 99)))
     cats = batch.categories
     per_cat = np.bincount(ann.category[ann.category >= 0], minlength=len(cats)) if n else np.zeros(len(cats), np.int64)
@@ -1313,10 +1318,9 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     for k in range(len(cats)):
         name = str(cats.name[k])
         class_population[name] = class_population.get(name, 0) + int(per_cat[k])
-    checks = error_type_checks(findings=findings, population=n, cfg=cfg.thresholds, class_population=class_population)
+    checks = error_type_checks(tally=out.log.tally, population=n, cfg=cfg.thresholds, class_population=class_population)
     counts = {r: 0 for r in RULES}
-    for f in findings:
-        counts[f.rule] = counts.get(f.rule, 0) + 1
+    counts.update(out.log.counts())
     metrics: dict[str, Any] = {
         "annotations": n,
         "boxes": int((~np.isnan(ann.bbox.reshape(-1, 4)).all(axis=1)).sum()),
@@ -1326,12 +1330,19 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "images_without_size": int((~sized).sum()),
         "duplicate_pairs_examined": dup_examined,
         "duplicate_pairs_not_examined": dup_skipped,
-        "findings": len(findings),
+        "findings": sum(counts.values()),
         "findings_by_type": {r: c for r, c in counts.items() if c},
     }
     cost = CostFacts(exact=defect_rows(batch, out.rows, is_error=lambda r: severity_for(cfg.thresholds, r) == "error"))
     return GateResult.from_checks(
-        gate=GATE_NAME, population=n, checks=checks, findings=findings, metrics=metrics, cost=cost
+        gate=GATE_NAME,
+        population=n,
+        checks=checks,
+        findings=findings,
+        metrics=metrics,
+        cost=cost,
+        finding_counts=out.log.counts(),
+        max_findings_per_rule=out.log.max_per_rule,
     )
 
 
