@@ -16,7 +16,7 @@ memory a result takes does not grow with the number of defects.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -332,6 +332,17 @@ class FindingLog:
         if self.room(finding.rule):
             self._kept[finding.rule] += 1
             self.findings.append(finding)
+
+    def add_one(self, rule: str, category: str | None, make: Callable[[], Finding]) -> None:
+        """Count one defect of ``rule``; call ``make`` to build its finding only if it is kept.
+
+        For findings that are not annotation rows (a bad element, a duplicate image):
+        a batch with a million of them builds only ``max_per_rule`` findings.
+        """
+        self.tally.add(rule, category)
+        if self.room(rule):
+            self._kept[rule] += 1
+            self.findings.append(make())
 
     def add_rows(
         self,

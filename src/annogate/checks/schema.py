@@ -20,10 +20,16 @@ import numpy as np
 import numpy.typing as npt
 
 from annogate.defects import CostFacts, defect_rows
-from annogate.findings import Finding, GateResult, Severity, findings_for_rows
+from annogate.findings import Finding, FindingLog, GateResult, Severity, bound_text
 from annogate.gates import Gate, GateContext
 from annogate.model import Batch, SourceProblem
-from annogate.thresholds import THRESHOLDS_SCHEMA, apply_severity, error_type_checks, severity_for
+from annogate.thresholds import (
+    THRESHOLDS_SCHEMA,
+    apply_severity,
+    error_type_checks,
+    max_findings_per_rule,
+    severity_for,
+)
 
 __all__ = ["GATE", "RULES_SCHEMA", "integrity_findings", "problem_findings", "run"]
 
@@ -34,14 +40,22 @@ RULES_SCHEMA: dict[str, Any] = {
 }
 
 
-def problem_findings(batch: Batch, problems: list[SourceProblem]) -> list[Finding]:
-    """One schema finding per source problem, in the batch's file unless the problem names one."""
+def _unbounded() -> FindingLog:
+    return FindingLog(max_per_rule=1 << 62)
+
+
+def problem_findings(batch: Batch, problems: list[SourceProblem], log: FindingLog | None = None) -> list[Finding]:
+    """One schema finding per source problem, in the batch's file unless the problem names one.
+
+    With a ``log``, every problem is counted there and only those under its cap are built.
+    """
+    log = _unbounded() if log is None else log
     file = str(batch.path)
-    out: list[Finding] = []
     for p in problems:
-        sev: Severity = "warning" if p.severity == "warning" else "error"
-        out.append(
-            Finding(
+
+        def make(p: SourceProblem = p) -> Finding:
+            sev: Severity = "warning" if p.severity == "warning" else "error"
+            return Finding(
                 gate="schema",
                 rule=p.rule,
                 message=p.message,
@@ -53,8 +67,9 @@ def problem_findings(batch: Batch, problems: list[SourceProblem]) -> list[Findin
                 category=p.category,
                 severity=sev,
             )
-        )
-    return out
+
+        log.add_one(p.rule, p.category, make)
+    return log.findings
 
 
 def _refs(ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_]:
@@ -74,60 +89,76 @@ def _duplicates(ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_] | None 
     return np.sort(order[dup]).astype(np.int64)
 
 
-def _table_findings(batch: Batch, key: str, rows: npt.NDArray[np.int64], rule: str, what: str) -> list[Finding]:
+def _table_findings(log: FindingLog, batch: Batch, key: str, rows: npt.NDArray[np.int64], rule: str, what: str) -> None:
     table = batch.images if key == "images" else batch.categories
     file = str(batch.path)
-    return [
-        Finding(
-            gate="schema",
-            rule=rule,
-            message=f"{what} {int(table.id[r])} appears again (first at an earlier element)",
-            file=file,
-            line=int(table.line[r]) or None,
-            pointer=f"/{key}/{int(r)}",
-            image=str(batch.images.file_name[r]) if key == "images" else None,
-        )
-        for r in rows.tolist()
-    ]
+    for r in rows.tolist():
+
+        def make(r: int = r) -> Finding:
+            return Finding(
+                gate="schema",
+                rule=rule,
+                message=f"{what} {int(table.id[r])} appears again (first at an earlier element)",
+                file=file,
+                line=int(table.line[r]) or None,
+                pointer=f"/{key}/{int(r)}",
+                image=str(batch.images.file_name[r]) if key == "images" else None,
+            )
+
+        log.add_one(rule, None, make)
 
 
-def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
-    """Dangling references, duplicate ids and names, classes outside the taxonomy."""
+def integrity_findings(batch: Batch, rules: Mapping[str, Any], log: FindingLog | None = None) -> list[Finding]:
+    """Dangling references, duplicate ids and names, classes outside the taxonomy.
+
+    With a ``log``, every defect is counted there and only those under its cap are
+    built (messages too: only for the rows the log has room for).
+    """
+    log = _unbounded() if log is None else log
     ann = batch.annotations
-    out: list[Finding] = []
     # a predictions list read without its ground truth has no tables to check against
     own_tables = not batch.predictions or len(batch.images) > 0
     if len(ann) and own_tables:
         bad_img = np.flatnonzero((ann.image < 0) & _refs(ann.image_id, ann.image_id_valid))
-        out += findings_for_rows(
+        log.add_rows(
             batch,
             bad_img,
             gate="schema",
             rule="dangling_image_id",
-            messages=[f"image_id {int(ann.image_id[i])} is not an image of this batch" for i in bad_img],
+            messages=[
+                f"image_id {int(ann.image_id[i])} is not an image of this batch"
+                for i in bad_img[: log.room("dangling_image_id")]
+            ],
         )
         bad_cat = np.flatnonzero((ann.category < 0) & _refs(ann.category_id, ann.category_id_valid))
-        out += findings_for_rows(
+        log.add_rows(
             batch,
             bad_cat,
             gate="schema",
             rule="dangling_category_id",
-            messages=[f"category_id {int(ann.category_id[i])} is not a category of this batch" for i in bad_cat],
+            messages=[
+                f"category_id {int(ann.category_id[i])} is not a category of this batch"
+                for i in bad_cat[: log.room("dangling_category_id")]
+            ],
         )
     if len(ann) and not batch.predictions:
         idx = _duplicates(ann.id, ann.id_valid)
-        out += findings_for_rows(
+        log.add_rows(
             batch,
             idx,
             gate="schema",
             rule="duplicate_annotation_id",
-            messages=[f"annotation id {int(ann.id[i])} is used by an earlier annotation" for i in idx],
+            messages=[
+                f"annotation id {int(ann.id[i])} is used by an earlier annotation"
+                for i in idx[: log.room("duplicate_annotation_id")]
+            ],
         )
     if not batch.predictions:
-        out += _table_findings(
-            batch, "images", _duplicates(batch.images.id, batch.images.id_valid), "duplicate_image_id", "image id"
+        _table_findings(
+            log, batch, "images", _duplicates(batch.images.id, batch.images.id_valid), "duplicate_image_id", "image id"
         )
-        out += _table_findings(
+        _table_findings(
+            log,
             batch,
             "categories",
             _duplicates(batch.categories.id, batch.categories.id_valid),
@@ -138,18 +169,21 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
         if len(names):
             _, inverse = np.unique(names.astype(str), return_inverse=True)
             file = str(batch.path)
-            out += [
-                Finding(
-                    gate="schema",
-                    rule="duplicate_file_name",
-                    message=f"file name {names[i]!r} is used by an earlier image (images are matched across files by name)",
-                    file=file,
-                    line=int(batch.images.line[i]) or None,
-                    pointer=f"/images/{i}",
-                    image=str(names[i]),
-                )
-                for i in _duplicates(inverse.astype(np.int64)).tolist()
-            ]
+            for i in _duplicates(inverse.astype(np.int64)).tolist():
+
+                def make_dup(i: int = i) -> Finding:
+                    return Finding(
+                        gate="schema",
+                        rule="duplicate_file_name",
+                        message=f"file name {bound_text(str(names[i]))!r} is used by an earlier image"
+                        " (images are matched across files by name)",
+                        file=file,
+                        line=int(batch.images.line[i]) or None,
+                        pointer=f"/images/{i}",
+                        image=str(names[i]),
+                    )
+
+                log.add_one("duplicate_file_name", None, make_dup)
     taxonomy = rules.get("taxonomy", {})
     classes = taxonomy.get("classes")
     if classes:
@@ -157,22 +191,25 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any]) -> list[Finding]:
         file = str(batch.path)
         unknown_rows = [k for k, n in enumerate(batch.categories.name) if str(n) not in known]
         for k in unknown_rows:
-            used = int(np.count_nonzero(ann.category == k))
-            out.append(
-                Finding(
+
+            def make_unknown(k: int = k) -> Finding:
+                used = int(np.count_nonzero(ann.category == k))
+                return Finding(
                     gate="schema",
                     rule="unknown_class",
-                    message=f"class {batch.categories.name[k]!r} is not in the taxonomy ({used} annotations use it)",
+                    message=f"class {bound_text(str(batch.categories.name[k]))!r} is not in the taxonomy"
+                    f" ({used} annotations use it)",
                     file=file,
                     line=int(batch.categories.line[k]) or None,
                     pointer=f"/categories/{k}",
                     category=str(batch.categories.name[k]),
                 )
-            )
-    return out
+
+            log.add_one("unknown_class", str(batch.categories.name[k]), make_unknown)
+    return log.findings
 
 
-def _cost_facts(batch: Batch, findings: list[Finding], rules: Mapping[str, Any], cfg: Mapping[str, Any]) -> CostFacts:
+def _cost_facts(batch: Batch, counts: Mapping[str, int], rules: Mapping[str, Any], cfg: Mapping[str, Any]) -> CostFacts:
     """Exact defects: annotation rows with a dangling or duplicate id, every annotation of
     a class outside the taxonomy, and one per other error (a bad element, a duplicate
     image or category) that someone has to correct."""
@@ -190,21 +227,24 @@ def _cost_facts(batch: Batch, findings: list[Finding], rules: Mapping[str, Any],
         known = set(classes) | set(rules.get("taxonomy", {}).get("aliases", {}))
         bad = np.asarray([str(n) not in known for n in batch.categories.name] + [False], dtype=bool)
         rows["unknown_class"] = [np.flatnonzero(bad[ann.category])]
+    # counted from every defect (``counts``), not from the findings kept under the cap
     loose: dict[str, int] = defaultdict(int)
-    for f in findings:
-        if f.rule not in rows:
-            loose[f.rule] += 1
+    for rule, n in counts.items():
+        if rule not in rows:
+            loose[rule] += n
     return CostFacts(exact=defect_rows(batch, rows, is_error=lambda r: severity_for(cfg, r) == "error", loose=loose))
 
 
 def run(batch: Batch, ctx: GateContext) -> GateResult:
     """Validate the batch's structure; fails on any schema or integrity error by default."""
     cfg = ctx.section.get("thresholds", {})
-    findings = [*problem_findings(batch, batch.problems), *integrity_findings(batch, ctx.rules)]
-    findings = apply_severity(findings, cfg)
-    cost = _cost_facts(batch, findings, ctx.rules, cfg)
+    log = FindingLog(max_per_rule=max_findings_per_rule(cfg))
+    problem_findings(batch, batch.problems, log)
+    integrity_findings(batch, ctx.rules, log)
+    findings = apply_severity(log.findings, cfg)
+    cost = _cost_facts(batch, log.counts(), ctx.rules, cfg)
     population = len(batch.annotations) + len(batch.images) + len(batch.categories)
-    checks = error_type_checks(findings=findings, population=population, cfg=cfg)
+    checks = error_type_checks(tally=log.tally, population=population, cfg=cfg)
     metrics = {
         "images": len(batch.images),
         "annotations": len(batch.annotations),
@@ -212,7 +252,14 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "source_problems": len(batch.problems),
     }
     return GateResult.from_checks(
-        gate="schema", population=population, checks=checks, findings=findings, metrics=metrics, cost=cost
+        gate="schema",
+        population=population,
+        checks=checks,
+        findings=findings,
+        metrics=metrics,
+        cost=cost,
+        finding_counts=log.counts(),
+        max_findings_per_rule=log.max_per_rule,
     )
 
 
