@@ -439,17 +439,24 @@ def bench_scales(scales: list[int], seed: int) -> None:
         g = _child(RUNNERS["annogate whole gate (Engine)"], path, cwd=d)
         rows.append((n, n_ann, path.stat().st_size / 2**20, o, g))
     gates = [k for k, v in rows[0][4].get("extra", {}).items() if isinstance(v, float)]
-    print("| images | annotations | MiB | orjson (gc off) | " + " | ".join(gates) + " | whole gate | peak MiB |")
-    print("|---:|---:|---:|---:|" + "---:|" * len(gates) + "---:|---:|")
+    print(
+        "| images | annotations | MiB | orjson (gc off) | "
+        + " | ".join(gates)
+        + " | whole gate | load / orjson | whole / orjson | peak MiB | peak / file |"
+    )
+    print("|---:|---:|---:|---:|" + "---:|" * len(gates) + "---:|---:|---:|---:|---:|")
     for n, n_ann, mb, o, g in rows:
         per = 1e6 / n_ann
         cells = [f"{g['extra'][k] * per:.2f}" for k in gates] if "extra" in g else ["err"] * len(gates)
         whole = f"{g['seconds'] * per:.2f}" if "seconds" in g else "err"
-        peak = f"{g.get('peak_mb', 0):.0f}"
+        ok = "seconds" in g and "seconds" in o
+        lo = f"{g['extra']['load'] / o['seconds']:.2f}" if ok else "-"
+        wo = f"{g['seconds'] / o['seconds']:.2f}" if ok else "-"
+        peak = g.get("peak_mb", 0)
         print(
             f"| {n:,} | {n_ann:,} | {mb:.0f} | {o['seconds'] * per:.2f} | "
             + " | ".join(cells)
-            + f" | {whole} | {peak} |"
+            + f" | {whole} | {lo} | {wo} | {peak:.0f} | {peak / mb:.2f} |"
         )
     sys.stdout.flush()
 
