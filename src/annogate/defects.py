@@ -107,9 +107,11 @@ def defect_rows(
     """
     import numpy as np
 
+    from annogate.findings import bound_text  # names cut like findings' (a 256 KB class x every row)
+
     ann = batch.annotations
-    who = np.asarray([*batch.annotators, None], dtype=object)
-    cls = np.asarray([*(str(n) for n in batch.categories.name), None], dtype=object)
+    who = np.asarray([*(bound_text(str(n)) for n in batch.annotators), None], dtype=object)
+    cls = np.asarray([*(bound_text(str(n)) for n in batch.categories.name), None], dtype=object)
     out: list[DefectRows] = []
     for error_type in sorted(rows_by_type):
         if not is_error(error_type):

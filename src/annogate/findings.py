@@ -61,12 +61,16 @@ _TEXT_FIELDS = ("message", "file", "pointer")
 def bound_text(s: str, limit: int = MAX_NAME_CHARS) -> str:
     """``s`` if it has at most ``limit`` chars, else its head and its full length.
 
-    The length stays visible (``"nnn… (262144 chars)"``) so a reader knows the name was
+    The result has at most ``limit`` chars; the length stays visible (``"nnn… (262144 chars)"``) so a reader knows the name was
     cut, not that the source holds an odd short name. Nothing is escaped here: reports
     escape for their medium (terminal, HTML, GitHub annotations).
     """
     s = str(s)
-    return s if len(s) <= limit else f"{s[:limit]}… ({len(s)} chars)"
+    if len(s) <= limit:
+        return s
+    tail = f"… ({len(s)} chars)"
+    # the cut string is exactly ``limit`` long, so cutting it again leaves it unchanged
+    return s[: max(0, limit - len(tail))] + tail
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
