@@ -9,11 +9,26 @@ Usage::
     python benchmarks/bench_geometry_hostile.py                 # this checkout
     git worktree add /tmp/old <commit>
     python benchmarks/bench_geometry_hostile.py --src /tmp/old/src  # an older one
+    python benchmarks/bench_geometry_hostile.py --before /tmp/old/src defects_300k long_name_2k  # both, row by row
 
 Each case runs in a subprocess with an address-space limit (``--mem-gb``, default 6)
 and a timeout (``--timeout``, default 120 s), so a quadratic old version reports
 "MemoryError" or "timeout" instead of taking the machine down. Peak RSS is the
-child's ``ru_maxrss`` and includes loading the batch.
+child's ``ru_maxrss`` and includes loading the batch. "result MB" is the gate's
+result as JSON (``GateResult.to_dict``: what xdist ships and reports are built from).
+
+Bounded findings (issue 8; ``--before`` at eedef5a, 2 CPUs at load average ~10-13,
+so seconds are noisy; memory and sizes are not)::
+
+    case            tree     gate s  peak RSS MB  findings kept/total  result MB
+    defects_300k    before     7.49          526        300000/300000       91.6
+    defects_300k    after      3.71          234          1000/300000        5.6
+    long_name_2k    before     0.06         1055            2000/2000      500.6
+    long_name_2k    after      0.10           54            1000/2000        0.9
+
+After: at most 1000 findings per rule (``max_findings_per_rule``), every defect
+counted; strings cut to 200 chars (names) / 1000 (messages, paths). What is left of
+the 5.6 MB is the cost facts' per-row lists (row, annotator, class per defect).
 """
 
 from __future__ import annotations
@@ -133,21 +148,26 @@ def run_case(case: str, src: Path | None, mem_gb: float, timeout: float, tmp: Pa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", type=Path, help="src folder of another checkout (default: the installed annogate)")
+    ap.add_argument("--before", type=Path, help="also run each case on this src folder, printed above --src's row")
     ap.add_argument("--mem-gb", type=float, default=6.0)
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("cases", nargs="*", default=list(CASES))
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        print(f"{'case':<15} {'gate s':>8} {'peak RSS MB':>12} {'findings kept/total':>20} {'result MB':>10}")
+        trees: list[tuple[str, Path | None]] = [("before", a.before), ("after", a.src)] if a.before else [("", a.src)]
+        tree_col = f" {'tree':<7}" if a.before else ""
+        print(f"{'case':<15}{tree_col} {'gate s':>8} {'peak RSS MB':>12} {'findings kept/total':>20} {'result MB':>10}")
         for case in a.cases:
-            r = run_case(case, a.src, a.mem_gb, a.timeout, Path(d))
-            if "error" in r:
-                print(f"{case:<15} {r['error']}")
-                continue
-            print(
-                f"{case:<15} {r['s']:>8.2f} {r['rss_mb']:>12.0f} {str(r['kept']) + '/' + str(r['total']):>20}"
-                f" {r['report_mb']:>10.1f}"
-            )
+            for label, src in trees:
+                r = run_case(case, src, a.mem_gb, a.timeout, Path(d))
+                col = f" {label:<7}" if a.before else ""
+                if "error" in r:
+                    print(f"{case:<15}{col} {r['error']}")
+                    continue
+                print(
+                    f"{case:<15}{col} {r['s']:>8.2f} {r['rss_mb']:>12.0f}"
+                    f" {str(r['kept']) + '/' + str(r['total']):>20} {r['report_mb']:>10.1f}"
+                )
 
 
 if __name__ == "__main__":
