@@ -288,6 +288,7 @@ def test_round_trip_keeps_counts_and_cost() -> None:
     assert GateResult.from_dict(d).counts_by_rule() == {"box_nonpositive": 25}
 
 
+@pytest.mark.slow  # ~4-8 s: 300,000 annotations written, read and gated
 def test_300k_defects_make_a_bounded_result(tmp_path: Path) -> None:
     """300,000 defective rows: the result (findings and counts) stays well under a MB per rule."""
     n = 300_000
