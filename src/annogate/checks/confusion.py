@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from annogate.checks.golden import MATCH_SCHEMA, match_or_result
+from annogate.defects import CostFacts, Pattern
 from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_rows
 from annogate.gates import Gate, GateContext
 from annogate.matching import Status
@@ -317,7 +318,32 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         findings=findings,
         metrics=metrics,
         tables={"confusion_matrix": matrix, "confusion_top_pairs": top, "confusion_per_annotator": ann_table},
+        cost=_cost_facts(checks, counts, row_total, n_labels=len(batch.annotations)),
     )
+
+
+def _cost_facts(
+    checks: list[ThresholdCheck], counts: Counter[tuple[str, str]], row_total: Counter[str], *, n_labels: int
+) -> CostFacts:
+    """Each failed pair is a systematic pattern (review keeps confusing the two classes).
+
+    It spoils the batch's objects that are truly ``a`` and were labelled ``b``: estimated
+    from the golden sample as N x P(truly a) x P(labelled b | a), so a pattern where
+    every cyclist became a pedestrian is priced on the cyclists the batch should have,
+    not on the cyclists it still has. The mislabelled objects themselves are the golden
+    gate's sampled defects: not counted again here.
+    """
+    gold_total = sum(row_total.values())
+    pats: list[Pattern] = []
+    for c in checks:
+        if c.passed or c.severity != "error" or not c.scope.startswith("pair:"):
+            continue
+        a, _, b = c.scope[len("pair:") :].partition("->")
+        if not row_total[a] or not gold_total:
+            continue
+        affected = n_labels * (row_total[a] / gold_total) * (counts[(a, b)] / row_total[a])
+        pats.append(Pattern(kind="confusion", scope=c.scope, affected=affected, category=a, checks=(c.to_dict(),)))
+    return CostFacts(patterns=tuple(pats))
 
 
 GATE = Gate(

@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from annogate.defects import CostFacts, Pattern, SampledDefects
 from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_rows
 from annogate.gates import Gate, GateContext
 from annogate.matching import MatchResult, MatchSettings, Status, match, sigma_problem
@@ -617,6 +618,62 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
 _UNMATCHABLE = "its mask is unsafe or cannot be drawn (see the geometry gate), so it matches nothing"
 
 
+def _cost_facts(
+    batch: Batch,
+    overall: Mapping[str, Any],
+    per_ann: Mapping[str, Mapping[str, Any]],
+    checks: list[ThresholdCheck],
+) -> CostFacts:
+    """The golden sample's defects (extrapolated by the cost model) and drift patterns.
+
+    Sampled: mislabelled + missing + extra out of tp + mislabelled + missing + extra
+    (so the rate is 1 - accuracy), with each annotator's own defects and objects so
+    the rework is attributed to who made it (missing objects have no annotator).
+    Patterns: a failed drift check is boundary drift review does not catch. Drift
+    named for an annotator spoils that annotator's labels; when annotators are named,
+    the overall drift they cause is not priced a second time.
+    """
+    by_type = {k: int(overall[k]) for k in ("mislabelled", "missing", "extra")}
+    sample = int(overall["tp"]) + sum(by_type.values())
+    by_annotator = {
+        name: (int(m["mislabelled"]) + int(m["extra"]), int(m["batch_objects"])) for name, m in per_ann.items()
+    }
+    sampled = SampledDefects(defects=sum(by_type.values()), sample=sample, by_type=by_type, by_annotator=by_annotator)
+    drifted: dict[str, list[ThresholdCheck]] = {}
+    for c in checks:
+        if c.metric.startswith("drift.") and not c.passed and c.severity == "error":
+            drifted.setdefault(c.scope, []).append(c)
+    named = [s for s in drifted if s.startswith("annotator:")]
+    ann = batch.annotations
+    pats: list[Pattern] = []
+    for scope, cs in sorted(drifted.items()):
+        if scope == "overall" and named:
+            continue
+        who: str | None = None
+        cls: str | None = None
+        if scope.startswith("annotator:"):
+            who = scope[len("annotator:") :]
+            k = batch.annotators.index(who) if who in batch.annotators else -1
+            affected = int(np.count_nonzero(ann.annotator == k)) if k >= 0 else 0
+        elif scope.startswith("class:"):
+            cls = scope[len("class:") :]
+            ks = [i for i, n in enumerate(batch.categories.name) if str(n) == cls]
+            affected = int(np.count_nonzero(np.isin(ann.category, ks)))
+        else:
+            affected = len(ann)
+        pats.append(
+            Pattern(
+                kind="drift",
+                scope=scope,
+                affected=float(affected),
+                annotator=who,
+                category=cls,
+                checks=tuple(c.to_dict() for c in cs),
+            )
+        )
+    return CostFacts(sampled=sampled if sample > 0 else None, patterns=tuple(pats))
+
+
 def match_or_result(batch: Batch, ctx: GateContext, *, gate: str) -> GoldenMatch | GateResult:
     """The golden match, or the result a gate reports when there is none.
 
@@ -674,6 +731,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         findings=findings,
         metrics=metrics,
         tables=tables,
+        cost=_cost_facts(batch, overall, per_ann, checks),
     )
     result.metrics = GateResult.to_dict(result)["metrics"]  # plain Python, nan -> None
     return result
