@@ -424,3 +424,43 @@ def test_composition_from_batch() -> None:
         ("car", "mask"): 1,
         (None, "keypoints"): 1,
     }
+
+
+# --------------------------------------------------------------------------- the real gates
+
+
+def test_estimate_from_the_real_gates_on_the_defective_example() -> None:
+    """The gates' own results: figures add up, bob is named, nothing is counted twice."""
+    from annogate.engine import Engine
+
+    root = Path(__file__).resolve().parent.parent / "examples"
+    path = root / "defective" / "batch.json"
+    engine = Engine()
+    results = [engine.run_gate(path, g.name) for g in engine.gates]
+    batch = engine.load(path)
+    est = estimate_cost(
+        n_labels=len(batch.annotations),
+        results=results,
+        params=engine.rules_for(path).section("cost"),
+        composition=composition_from_batch(batch),
+    )
+    assert sum(b.amount for b in est.by_error_type) == pytest.approx(est.rework)
+    assert sum(b.amount for b in est.by_annotator) == pytest.approx(est.rework)
+    assert sum(i.amount for i in est.line_items) == pytest.approx(est.total)
+    assert est.total == pytest.approx(est.direct + est.qa + est.rework + est.downstream)
+    assert est.low.total <= est.total <= est.high.total
+    # bob's right shift is one pattern on bob's labels, not the whole batch's
+    drift = [p for p in est.patterns if p.pattern.kind == "drift"]
+    assert [p.pattern.scope for p in drift] == ["annotator:bob"]
+    bob = batch.annotators.index("bob")
+    assert drift[0].pattern.affected == int((batch.annotations.annotator == bob).sum())
+    # a golden cyclist labelled pedestrian is one sampled defect (golden's), the confusion
+    # gate adds only the pattern
+    golden = next(r for r in results if r.gate == "golden")
+    assert golden.cost is not None and golden.cost.sampled is not None
+    assert est.golden_defects == golden.cost.sampled.defects
+    conf = next(r for r in results if r.gate == "confusion")
+    assert conf.cost is not None and conf.cost.sampled is None and not conf.cost.exact
+    assert [p.pattern.scope for p in est.patterns if p.gate == "confusion"] == ["pair:cyclist->pedestrian"]
+    # the four exact defects: dangling category, box past the edge, zero-width box, bow-tie
+    assert est.deterministic_defects == 4
