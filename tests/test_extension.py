@@ -236,11 +236,6 @@ def test_the_readme_section_shows_the_package_code() -> None:
     assert [ln for ln in code if re.sub(r"\s+", "", ln) not in source] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GateResult carries no CostFacts yet and annogate.cost prices exact defects only of the gates named "
-    "in DETERMINISTIC_GATES (schema, geometry), so a plugin gate cannot name defective rows for the estimate",
-)
 def test_a_plugin_gate_can_name_exact_defective_rows_for_the_cost_estimate() -> None:
     from annogate.cost import estimate_cost
     from annogate.defects import CostFacts, DefectRows

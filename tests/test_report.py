@@ -289,7 +289,11 @@ def test_step_summary_markdown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def rework_outcomes() -> list[BatchOutcome]:
     # person labels cost 3.0, others 1.0; no re-corrections (r = 0): a correction costs its price.
-    params = {"price_per_label": {"default": 1.0, "classes": {"person": 3.0}}, "correction_error_rate": 0.0}
+    params = {
+        "price_per_label": {"default": 1.0, "classes": {"person": 3.0}},
+        "correction_error_rate": 0.0,
+        "rework_multiplier": 1.0,
+    }
     fs = [
         F("tiny_box", 1, "a.jpg"),  # 1.0
         F("tiny_box", 2, "b.jpg", category="person"),  # one person annotation, two rules: 3.0
@@ -380,10 +384,23 @@ def long_outcomes() -> list[BatchOutcome]:
         ThresholdCheck(metric=f"{LONG}.rate", scope=f"class:{LONG}", value=0.3, limit=0.01, op="<="),
         ThresholdCheck(metric="pair", scope=f"pair:{LONG}->{LONG}", value=0.5, limit=0.02, op="<="),
     ]
-    g = GateResult.from_checks(gate="geometry", population=100, checks=checks, findings=fs)
-    conf = GateResult.from_checks(gate="confusion", population=100, checks=checks[2:], findings=[])
+    from annogate.defects import CostFacts, DefectRows, Pattern, SampledDefects
+
+    exact = DefectRows(error_type=LONG, rows=tuple(range(30)), annotators=("alice",) * 30, categories=(LONG,) * 30)
+    g = GateResult.from_checks(
+        gate="geometry", population=100, checks=checks, findings=fs, cost=CostFacts(exact=(exact,))
+    )
+    pattern = Pattern(kind="confusion", scope=f"pair:{LONG}->{LONG}", affected=12.0, category=LONG)
+    conf = GateResult.from_checks(
+        gate="confusion", population=100, checks=checks[2:], findings=[], cost=CostFacts(patterns=(pattern,))
+    )
+    gold = GateResult(
+        gate="golden",
+        verdict="failed",
+        cost=CostFacts(sampled=SampledDefects(defects=3, sample=50, by_annotator={"alice": (3, 50)})),
+    )
     params = {"cohorts": {"alice": LONG}, "currency": "EUR"}
-    cost = estimate_cost(n_labels=123_456_789, results=[g, conf], params=params, golden_defects=3, golden_sample=50)
+    cost = estimate_cost(n_labels=123_456_789, results=[g, conf, gold], params=params)
     return [
         BatchOutcome(path=fs[0].file, sha256="", format="coco", n_annotations=123_456_789, gates=[g, conf], cost=cost),
         BatchOutcome(

@@ -301,8 +301,7 @@ def cost_lines(estimate: CostEstimate, *, width: int = 80, top: int = 5) -> list
             lines.extend(table([title, "defects", "rework"], body, align="lrr", width=width))
     if e.patterns:
         lines.append("")
-        amounts = {i.item: i.amount for i in e.line_items if i.category == "downstream"}
-        body = [[p.key, format_number(round(p.affected, 1)), format_money(amounts.get(p.key, 0.0))] for p in e.patterns]
+        body = [[p.key, format_number(round(p.pattern.affected, 1)), format_money(p.amount)] for p in e.patterns]
         lines.extend(table(["systematic pattern", "labels", "downstream"], body, align="lrr", width=width))
     for note in e.notes:
         lines.append(truncate(f"note: {note}", width))
