@@ -79,10 +79,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print((__doc__ or "").strip().split("\n\n")[0])
+        print("\nsub-commands: annogate plan | trend DIR | merge REPORT... (each with --help)")
         print("\nannogate options (see `pytest --help` for the rest):")
         print("  --annogate-rules PATH   --annogate-report PATH   --annogate-rework PATH (.csv/.json)")
-        print("  --annogate-max-findings N")
+        print("  --annogate-html PATH    --annogate-history DIR   --annogate-max-findings N")
+        print("  --annogate-compare BASELINE.json --annogate-compare-fail METRIC:+N%|pt ...")
+        print("  --annogate-shard K/N    --annogate-allow-empty")
         return 0 if args else 4
+    if args[0] in ("plan", "trend", "merge"):
+        # ``annogate ./plan`` still gates a folder called plan
+        from annogate.commands import run_subcommand
+
+        code = run_subcommand(args)
+        assert code is not None
+        return code
     return int(pytest.main(["--annogate", *cache_args(args), *args]))
 
 

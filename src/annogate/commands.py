@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["SUBCOMMANDS", "main_plan", "main_trend", "run_subcommand"]
+__all__ = ["SUBCOMMANDS", "main_merge", "main_plan", "main_trend", "run_subcommand"]
 
 
 def _probability(text: str) -> float:
@@ -154,7 +154,55 @@ def main_trend(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     return 1 if any(s.regressed for s in series) else 0
 
 
-SUBCOMMANDS = {"plan": main_plan, "trend": main_trend}
+def main_merge(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    """``annogate merge OUT.json REPORT.json...``: one verdict from CI shards' reports."""
+    from annogate.report.audit import dumps, merge_reports
+    from annogate.report.outputs import OutputError
+
+    ap = argparse.ArgumentParser(
+        prog="annogate merge",
+        description="Merge the audit reports of CI shards (--annogate-shard K/N) into one report: the one "
+        "verdict, the summed cost, every batch; identical to a single run over all batches.",
+    )
+    ap.add_argument("-o", "--output", metavar="PATH", help="write the merged report here")
+    ap.add_argument("reports", nargs="+", help="audit reports (--annogate-report) of the shards")
+    args = ap.parse_args(list(argv))
+    loaded = []
+    for name in args.reports:
+        try:
+            loaded.append(json.loads(Path(name).read_text("utf-8")))
+        except (OSError, ValueError) as e:
+            print(f"annogate merge: {name}: {e}", file=sys.stderr)
+            return 4
+    try:
+        merged = merge_reports(loaded)
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"annogate merge: {e}", file=sys.stderr)
+        return 4
+    if args.output:
+        from annogate.report.audit import atomic_write_text
+
+        if any(Path(args.output).resolve() == Path(r).resolve() for r in args.reports):
+            print(f"annogate merge: {args.output}: is one of the reports being merged", file=sys.stderr)
+            return 4
+        try:
+            atomic_write_text(args.output, dumps(merged))
+        except (OSError, OutputError) as e:
+            print(f"annogate merge: {e}", file=sys.stderr)
+            return 4
+    s = merged["summary"]
+    out.write(
+        f"annogate merge: {len(loaded)} reports, {s['batches']} batches: {s['failed']} failed, "
+        f"{s['passed']} passed, {s['skipped']} skipped; verdict {s['verdict']}\n"
+    )
+    for cur, t in sorted(s["cost"].items()):
+        out.write(
+            f"  expected cost of accepting: {cur} {t['total']:,.2f} ({t['total_low']:,.2f} .. {t['total_high']:,.2f})\n"
+        )
+    return 1 if s["verdict"] == "failed" else 0
+
+
+SUBCOMMANDS = {"plan": main_plan, "trend": main_trend, "merge": main_merge}
 
 
 def run_subcommand(argv: Sequence[str]) -> int | None:

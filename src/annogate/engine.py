@@ -11,19 +11,23 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from annogate import hookspecs
-from annogate.findings import Finding, GateResult
+from annogate.findings import Finding, GateResult, ThresholdCheck
 from annogate.formats import Format, LoadError, detect_format, load_batch
 from annogate.gates import Gate, GateContext
 from annogate.model import Batch
 from annogate.rules import Rules, RulesError, find_rules_file, load_rules
 from annogate.session import BatchRun
+
+if TYPE_CHECKING:
+    from annogate.history import Margin
 
 __all__ = ["Engine", "LoadFailure"]
 
@@ -85,11 +89,30 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+@dataclass(frozen=True, kw_only=True)
+class Baseline:
+    """An earlier audit report and the margins a batch may not regress beyond."""
+
+    report: Mapping[str, Any]
+    margins: tuple[Margin, ...]
+    path: str
+
+
+#: The comparison with a baseline runs after the gates, as an item of its own.
+BASELINE_GATE = "baseline"
+
+
+def _no_run(batch: Batch, ctx: GateContext) -> GateResult:  # pragma: no cover - never called
+    raise AssertionError("the baseline comparison is run by Engine.run_batch")
+
+
 @dataclass(kw_only=True)
 class Engine:
-    """Runs gates on batches. ``rules_path`` overrides rules discovery for every batch."""
+    """Runs gates on batches. ``rules_path`` overrides rules discovery for every batch;
+    ``baseline`` adds a ``baseline`` item per batch that compares it with an earlier report."""
 
     rules_path: Path | None = None
+    baseline: Baseline | None = None
     pm: pluggy.PluginManager = field(default_factory=plugin_manager)
     _rules: dict[Path | None, Rules] = field(default_factory=dict)
     _loaded: dict[Path, _Loaded] = field(default_factory=dict)
@@ -108,6 +131,11 @@ class Engine:
 
         self.sections: dict[str, Any] = {g.name: g.rules_schema for g in self.gates}
         self.sections["cost"] = COST_SCHEMA
+        if self.baseline is not None:
+            if BASELINE_GATE in names:
+                raise RulesError(f"a plugin defines a gate called {BASELINE_GATE!r}, which --annogate-compare uses")
+            compare = Gate(name=BASELINE_GATE, run=_no_run, rules_schema={"type": "object"}, order=10_000)
+            self.gates = (*self.gates, compare)
         if self.rules_path is not None:
             self.rules_for(self.rules_path)  # validate early: a usage error, before collection
 
@@ -183,7 +211,11 @@ class Engine:
         return loaded.batch
 
     def release(self, path: Path) -> None:
-        """Forget a batch once all its gates ran (keeps memory flat over many batches)."""
+        """Forget a batch once all its gates ran (keeps memory flat over many batches).
+
+        Its results stay (``run_batch`` keeps them); the golden files in the shared
+        cache stay too, since every batch of the session may use them.
+        """
         self._loaded.pop(_abs(path), None)
 
     # -- gates -------------------------------------------------------------
@@ -259,6 +291,90 @@ class Engine:
                 order=[g.name for g in self.gates],
             )
         for name in names:
-            if name not in run.gates:
+            if name not in run.gates and name != BASELINE_GATE:
                 run.gates[name] = self.run_gate(path, name)
+        if BASELINE_GATE in names and BASELINE_GATE not in run.gates:
+            run.gates[BASELINE_GATE] = self._compare(run)
         return run
+
+    def _compare(self, run: BatchRun) -> GateResult:
+        """The batch against the same batch of the baseline report, per margin.
+
+        Fails when a metric is worse than its baseline by more than its margin; each
+        comparison is a check (value now, limit = the worst value allowed) and, when it
+        fails, a finding that shows baseline, now, the difference and its interval.
+        """
+        from annogate.history import compare
+
+        assert self.baseline is not None
+        gates = [run.gates[g].to_dict() for g in run.order if g in run.gates and g != BASELINE_GATE]
+        now = {"path": str(run.path), "gates": gates}
+        if not any(str(b.get("path")) == str(run.path) for b in self.baseline.report.get("batches", [])):
+            return GateResult(
+                gate=BASELINE_GATE,
+                verdict="skipped",
+                reason=f"{run.path} is not in the baseline {self.baseline.path}",
+            )
+        comps = compare(now, self.baseline.report, self.baseline.margins)
+        checks: list[ThresholdCheck] = []
+        findings: list[Finding] = []
+        for c in comps:
+            if c.now is None or c.allowed is None:
+                continue
+            checks.append(
+                ThresholdCheck(
+                    metric=c.margin.metric,
+                    scope="baseline",
+                    value=c.now,
+                    limit=c.allowed,
+                    op=">=" if c.margin.direction < 0 else "<=",
+                )
+            )
+            if c.failed:
+                findings.append(
+                    Finding(gate=BASELINE_GATE, rule="regression", message=c.describe(), file=str(run.path))
+                )
+        metrics = {
+            "baseline": self.baseline.path,
+            "comparisons": [
+                {
+                    "metric": c.margin.metric,
+                    "baseline": c.baseline,
+                    "now": c.now,
+                    "difference": c.difference,
+                    "interval": None if c.interval is None else list(c.interval),
+                    "allowed": c.allowed,
+                    "failed": c.failed,
+                    "note": c.reason,
+                }
+                for c in comps
+            ],
+        }
+        table: list[list[Any]] = [["metric", "baseline", "now", "difference", "ci95_low", "ci95_high", "allowed"]]
+        for c in comps:
+            lo, hi = c.interval if c.interval else (None, None)
+            table.append([c.margin.metric, c.baseline, c.now, c.difference, lo, hi, c.allowed])
+        if not checks:
+            notes = "; ".join(c.describe() for c in comps) or "no margins given (--annogate-compare-fail)"
+            return GateResult(gate=BASELINE_GATE, verdict="skipped", reason=notes, metrics=metrics)
+        return GateResult.from_checks(
+            gate=BASELINE_GATE,
+            population=len(checks),
+            checks=checks,
+            findings=findings,
+            metrics=metrics,
+            tables={"baseline": table},
+        )
+
+    # -- the HTML report's access to batches ---------------------------------
+    def load_for_report(self, path: str) -> Batch:
+        """A batch by the path the report shows (for thumbnails), read again if released."""
+        return self.load(Path(path))
+
+    def images_root(self, outcomes: Sequence[Any]) -> Path | None:
+        """Where the images are, from the rules' ``images`` key of the first batch (if any)."""
+        if not outcomes:
+            return None
+        rules = self.rules_for(Path(outcomes[0].path))
+        images = rules.data.get("images")
+        return (rules.base_dir / str(images)) if images else None

@@ -44,11 +44,91 @@ _ARGS_KEY = pytest.StashKey[set[Path]]()
 _OUTPUTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("annogate_report", "--annogate-report", ()),
     ("annogate_rework", "--annogate-rework", (".csv", ".json")),
-    ("annogate_html", "--annogate-html", ()),
-    ("annogate_history", "--annogate-history", ()),
+    ("annogate_html", "--annogate-html", (".html", ".htm")),
     ("xmlpath", "--junitxml", ()),
 )
 _REAL_OUTPUTS = pytest.StashKey[dict[str, Path]]()
+_HISTORY_KEY = pytest.StashKey["Path | None"]()
+_SHARD_KEY = pytest.StashKey["tuple[int, int] | None"]()
+
+
+def _shard(config: pytest.Config) -> tuple[int, int] | None:
+    """``--annogate-shard K/N`` as (K, N), 1 <= K <= N; a usage error otherwise."""
+    text = config.getoption("annogate_shard", default=None)
+    if not text:
+        return None
+    k, sep, n = str(text).partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n) <= 100_000):
+        raise pytest.UsageError(f"annogate: --annogate-shard {text}: expected K/N with 1 <= K <= N (e.g. 2/4)")
+    return int(k), int(n)
+
+
+def shard_of(path: str, n: int) -> int:
+    """The shard (1..n) a batch belongs to: a hash of its path as reports show it, so every
+    CI job, whatever its machine, splits the batches the same way."""
+    import hashlib
+
+    digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % n + 1
+
+
+def _baseline(config: pytest.Config) -> Any:
+    """The baseline report and margins of ``--annogate-compare(-fail)``, checked now."""
+    path = config.getoption("annogate_compare", default=None)
+    margins_text = config.getoption("annogate_compare_fail", default=None) or []
+    if not path:
+        if margins_text:
+            raise pytest.UsageError("annogate: --annogate-compare-fail needs --annogate-compare BASELINE.json")
+        return None
+    from annogate.engine import Baseline
+    from annogate.history import parse_margin
+
+    margins = []
+    for text in margins_text:
+        for part in str(text).split(","):
+            if not part.strip():
+                continue
+            try:
+                margins.append(parse_margin(part))
+            except ValueError as e:
+                hint = " (put the paths to gate before --annogate-compare-fail)" if Path(part).exists() else ""
+                raise pytest.UsageError(f"annogate: {e}{hint}") from None
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise OSError("not a regular file")
+        if p.stat().st_size > 512 << 20:
+            raise OSError("larger than 512 MiB")
+        data = json.loads(p.read_text("utf-8"))
+    except (OSError, ValueError) as e:
+        raise pytest.UsageError(f"annogate: --annogate-compare {path}: {e}") from None
+    if not (isinstance(data, dict) and str(data.get("report_format", "")).startswith("annogate-report/")):
+        raise pytest.UsageError(f"annogate: --annogate-compare {path}: not an annogate audit report")
+    return Baseline(report=data, margins=tuple(margins), path=str(path))
+
+
+def _check_history(config: pytest.Config) -> Path | None:
+    """``--annogate-history DIR``: a folder outside every folder being gated (history is
+    never written among the labels), not a file, whose history.jsonl is a regular file."""
+    value = config.getoption("annogate_history", default=None)
+    if not value:
+        return None
+    d = Path(os.path.abspath(str(value)))
+    where = f"--annogate-history {value}"
+    if d.exists() and not d.is_dir():
+        raise pytest.UsageError(f"annogate: {where}: is not a folder")
+    parent = d if d.exists() else d.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise pytest.UsageError(f"annogate: {where}: folder {parent} is missing or not writable")
+    real = Path(os.path.realpath(d))
+    for a in _arg_paths(config):
+        folder = a if a.is_dir() else a.parent
+        if _below(real, folder) or _below(d, folder):
+            raise pytest.UsageError(f"annogate: {where}: is inside {folder}, which is being gated")
+    target = d / "history.jsonl"
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise pytest.UsageError(f"annogate: {where}: {target.name} is not a regular file")
+    return d
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,6 +153,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--annogate-rework", metavar="PATH", default=None, help="write the rework list here (.csv or .json)"
+    )
+    group.addoption(
+        "--annogate-html",
+        metavar="PATH",
+        default=None,
+        help="write a self-contained HTML report here (charts, cost waterfall, thumbnails; no network)",
+    )
+    group.addoption(
+        "--annogate-history",
+        metavar="DIR",
+        default=None,
+        help="append each batch's audit summary to DIR/history.jsonl (see `annogate trend DIR`); "
+        "refused inside the label folders",
+    )
+    group.addoption(
+        "--annogate-compare",
+        metavar="BASELINE",
+        default=None,
+        help="an earlier audit report: each batch gets a ::baseline item comparing it with the same batch there",
+    )
+    group.addoption(
+        "--annogate-compare-fail",
+        metavar="MARGIN",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="fail ::baseline when a metric regresses beyond a margin: golden.recall:-2%% (relative), "
+        "defect_rate:+1pt (percentage points), gate.metric[scope]:+0.005 (absolute)",
+    )
+    group.addoption(
+        "--annogate-shard",
+        metavar="K/N",
+        default=None,
+        help="gate only shard K of N (batches split deterministically by path), for CI matrix jobs; "
+        "`annogate merge` joins the shards' reports",
     )
     group.addoption(
         "--annogate-max-findings",
@@ -102,16 +217,25 @@ def pytest_configure(config: pytest.Config) -> None:
     from annogate.engine import Engine
     from annogate.rules import RulesError
 
+    shard = _shard(config)
+    baseline = _baseline(config)
     rules = config.getoption("annogate_rules")
     try:
-        engine = Engine(rules_path=Path(rules) if rules else None)
+        engine = Engine(rules_path=Path(rules) if rules else None, baseline=baseline)
     except RulesError as e:
         raise pytest.UsageError(f"annogate: {e}") from None
+    config.stash[_SHARD_KEY] = shard
+    if getattr(config.option, "dist", "no") == "load":
+        # pytest-xdist's default spreads one batch's gate items over workers: each would
+        # load the batch and run its gates again (a failing item shows the batch's cost).
+        # One batch per worker instead: the same results, each batch read once.
+        config.option.dist = "loadfile"
     config.stash[_ENGINE_KEY] = engine
     config.stash[_SEEN_KEY] = set()
     config.stash[_ARGS_KEY] = {p for p in _arg_paths(config) if p.is_file()}
     if not hasattr(config, "workerinput"):  # aggregate and write on the controller only (xdist)
         config.stash[_REAL_OUTPUTS] = _check_outputs(config, engine)
+        config.stash[_HISTORY_KEY] = _check_history(config)
         collector = Collector(config)
         config.stash[_COLLECTOR_KEY] = collector
         config.pluginmanager.register(collector, "annogate-collector")
@@ -199,6 +323,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 engine.rules_for(p if p.is_dir() else p.parent)
             except RulesError as e:
                 raise pytest.UsageError(f"annogate: {e}") from None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--annogate-shard K/N``: keep the gate items of this shard's batches only."""
+    if not _enabled(config):
+        return
+    shard = config.stash.get(_SHARD_KEY, None)
+    if shard is None:
+        return
+    from annogate.engine import _display_path
+
+    k, n = shard
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        if isinstance(item, GateItem) and shard_of(str(_display_path(item.path)), n) != k:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -311,6 +457,9 @@ class GateItem(pytest.Item):
         parent = self.parent
         assert isinstance(parent, BatchFile)
         outcome = engine.run_batch(self.path, parent.selected_gates() or [self.gate])
+        # every selected gate of the batch has run (and is kept in ``outcome``): the
+        # columns can go, so memory stays flat over many batches
+        engine.release(self.path)
         result = outcome.gates[self.gate]
         self.result = result
         self.outcome = outcome
@@ -476,6 +625,7 @@ class Collector:
         real = self.config.stash[_REAL_OUTPUTS]
         report = real.get("--annogate-report")
         rework = real.get("--annogate-rework")
+        html = real.get("--annogate-html")
         shown = {
             os.fspath(p): str(self.config.getoption(dest))
             for dest, flag, _ in _OUTPUTS
@@ -487,6 +637,8 @@ class Collector:
                 engine=self.config.stash[_ENGINE_KEY],
                 report_path=report,
                 rework_path=rework,
+                html_path=html,
+                history_dir=self.config.stash.get(_HISTORY_KEY, None),
                 github=os.environ.get("GITHUB_ACTIONS") == "true",
                 exit_status=exit_status,
                 shown=shown,

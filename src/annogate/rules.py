@@ -17,7 +17,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 import re
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,7 +82,39 @@ _TOP_SCHEMA: dict[str, Any] = {
             {"type": "array", "items": {"type": "string"}},
         ],
     },
-    "format": {"type": "string", "description": "Force a format instead of detecting it."},
+    "format": {
+        "description": (
+            "Force a format instead of detecting it: one name for every batch under these rules, or a table "
+            'of glob (relative to the rules file\'s folder) -> name, e.g. { "labels/**" = "yolo" }; the first '
+            "matching glob decides. A folder format (yolo, voc, labelme) makes the matching folder one batch."
+        ),
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+        ],
+    },
+    "batches": {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1},
+        "description": (
+            "Glob patterns (relative to the rules file's folder; ** crosses folders) of what is in scope. "
+            "Without it, every path given and every file below a given folder with a reader's suffix is."
+        ),
+    },
+    "annotator_from": {
+        "type": "string",
+        "minLength": 1,
+        "description": (
+            'Where a folder batch\'s layout names the annotator: "parent_dir" (the folder holding each file) '
+            "or a regular expression with a group (?P<annotator>...) searched in the file's path relative to "
+            "the batch folder."
+        ),
+    },
+    "images": {
+        "type": "string",
+        "maxLength": 4096,
+        "description": "Folder (relative to the rules file) holding the images, for the HTML report's thumbnails.",
+    },
     "annotator_field": {
         "type": "string",
         "description": "Dotted field holding the annotator, e.g. attributes.annotator.",
@@ -135,9 +169,46 @@ def _has_tool_section(pp: Path) -> bool:
         return False
 
 
+MAX_RULES_BYTES = 16 << 20  # a rules file is a few KB; anything near this is not one
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file, opened without blocking and checked before reading.
+
+    Why: ``--annogate-rules`` (or a ``pack``) naming a FIFO would block the session
+    forever in ``read``, and a device (``/dev/zero``) would fill memory. The file is
+    opened non-blocking and checked with ``fstat`` on the open descriptor (no race
+    with a swap after a path check); only a regular file under the size cap is read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"not a regular file ({_kind(st.st_mode)}); rules are read only from regular files")
+        if st.st_size > MAX_RULES_BYTES:
+            raise OSError(f"{st.st_size} bytes, larger than the {MAX_RULES_BYTES}-byte limit for a rules file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(MAX_RULES_BYTES + 1)[:MAX_RULES_BYTES]
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data: dict[str, Any] = tomllib.loads(path.read_text("utf-8"))
+        data: dict[str, Any] = tomllib.loads(_read_regular(path).decode("utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise RulesError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError as e:
@@ -145,7 +216,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise RulesError(f"{path}: not valid TOML: nested too deeply") from None
     except OSError as e:
-        raise RulesError(f"{path}: cannot read rules: {e}") from None
+        raise RulesError(f"{path}: cannot read rules: {e.strerror or e}") from None
     return data
 
 
@@ -217,6 +288,22 @@ def _validate(data: Mapping[str, Any], schema: Mapping[str, Any], where: str) ->
     raise RulesError(f"{where}: bad value for {key}: {e.message}")
 
 
+def _check_annotator_from(data: Mapping[str, Any], where: str) -> None:
+    """``annotator_from``: "parent_dir" or a regular expression with a group named annotator."""
+    spec = data.get("annotator_from")
+    if spec is None or spec == "parent_dir":
+        return
+    try:
+        pattern = re.compile(str(spec))
+    except re.error as e:
+        raise RulesError(f"{where}: bad value for annotator_from: {spec!r} is not a regular expression ({e})") from None
+    if "annotator" not in pattern.groupindex:
+        raise RulesError(
+            f'{where}: bad value for annotator_from: {spec!r} is neither "parent_dir" nor a regular expression '
+            "with a group (?P<annotator>...)"
+        )
+
+
 def _pack_file(name: str, rules_file: Path | None, where: str) -> Path:
     """The file a ``pack`` names: a built-in pack, or a TOML file inside the rules file's folder tree.
 
@@ -259,8 +346,12 @@ def load_rules(
         path = path.resolve()
         where = str(path)
         user = _normalise(_user_rules(path))
-        raw = path.read_bytes()
+        try:
+            raw = _read_regular(path)
+        except OSError as e:
+            raise RulesError(f"{where}: cannot read rules: {e.strerror or e}") from None
         _validate(user, schema, where)
+        _check_annotator_from(user, where)
     packs_v = user.get("pack", default_pack)
     packs: Sequence[str] = [packs_v] if isinstance(packs_v, str) else list(packs_v or [])
     merged: dict[str, Any] = {}
@@ -271,7 +362,7 @@ def load_rules(
             raise RulesError(f"{pfile}: a pack cannot name further packs (pack = {pdata['pack']!r})")
         _validate(pdata, schema, str(pfile))
         merged = _merge(merged, pdata)
-        raw += pfile.read_bytes()
+        raw += _read_regular(pfile)
     merged = _merge(merged, {k: v for k, v in user.items() if k != "pack"})
     return Rules(
         data=merged,

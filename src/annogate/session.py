@@ -69,7 +69,12 @@ class BatchRun:
 
     def outcome(self) -> BatchOutcome:
         """The batch's outcome from the gates run so far (cost included)."""
-        return _outcome(self.batch_facts(), [self.gates[g] for g in self.order if g in self.gates], self.cost_rules)
+        return _outcome(
+            self.batch_facts(),
+            [self.gates[g] for g in self.order if g in self.gates],
+            self.cost_rules,
+            order=self.order,
+        )
 
 
 def _outcome(
@@ -77,13 +82,21 @@ def _outcome(
     results: list[GateResult],
     cost_rules: Mapping[str, Any],
     *,
+    order: Sequence[str] = (),
     rules_path: str | None = None,
     rules_sha256: str = "",
 ) -> BatchOutcome:
     comp = {(c, t): int(n) for c, t, n in facts.get("composition", [])}
     n = int(facts["n_annotations"])
     loaded = bool(facts.get("sha256"))
-    cost = estimate_cost(n_labels=n, results=results, params=cost_rules, composition=comp or None) if loaded else None
+    ran = {r.gate for r in results}
+    # a gate deselected (-k) or on another shard leaves the estimate partial: say which
+    not_run = [g for g in order if g not in ran and g != "baseline"]
+    cost = (
+        estimate_cost(n_labels=n, results=results, params=cost_rules, composition=comp or None, not_run=not_run)
+        if loaded
+        else None
+    )
     return BatchOutcome(
         path=str(facts["path"]),
         sha256=str(facts["sha256"]),
@@ -121,7 +134,14 @@ def outcomes_from_payloads(payloads: Sequence[Mapping[str, Any]], *, engine: Eng
         # facts from an item that read it.
         facts = next((p["batch"] for p in items if p["batch"].get("sha256")), items[0]["batch"])
         out.append(
-            _outcome(facts, results, rules.section("cost"), rules_path=_shown(rules.path), rules_sha256=rules.sha256)
+            _outcome(
+                facts,
+                results,
+                rules.section("cost"),
+                order=[g.name for g in engine.gates],
+                rules_path=_shown(rules.path),
+                rules_sha256=rules.sha256,
+            )
         )
     return out
 
@@ -136,6 +156,8 @@ def write_artifacts(
     step_summary: str | None = None,
     exit_status: int | None = None,
     shown: Mapping[str, str] | None = None,
+    html_path: str | os.PathLike[str] | None = None,
+    history_dir: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """Write the audit report, rework list and GitHub surfaces; return lines to print.
 
@@ -154,8 +176,9 @@ def write_artifacts(
         return clean((shown or {}).get(os.fspath(p), os.fspath(p)))
 
     lines: list[str] = []
-    if report_path:
-        rules_list = sorted({o.rules_path for o in outcomes if o.rules_path})
+    rules_list = sorted({o.rules_path for o in outcomes if o.rules_path})
+    report: dict[str, Any] | None = None
+    if report_path or html_path or history_dir:
         first = engine.rules_for(Path(outcomes[0].path)) if outcomes else None
         report = build_report(
             outcomes,
@@ -165,6 +188,7 @@ def write_artifacts(
             version=__version__,
             exit_status=exit_status,
         )
+    if report_path and report is not None:
         write_report(report_path, report)
         lines.append(
             f"annogate: audit report written to {name(report_path)}"
@@ -173,6 +197,16 @@ def write_artifacts(
     if rework_path:
         write_rework(rework_path, outcomes)
         lines.append(f"annogate: rework list written to {name(rework_path)}")
+    if html_path and report is not None:
+        from annogate.report.html import write_html
+
+        write_html(html_path, report, load_batch=engine.load_for_report, images_root=engine.images_root(outcomes))
+        lines.append(f"annogate: HTML report written to {name(html_path)}")
+    if history_dir and report is not None:
+        from annogate.history import append_history, entries_from_report
+
+        appended = append_history(history_dir, entries_from_report(report))
+        lines.append(f"annogate: history appended to {name(appended)}")
     if github:
         lines.extend(workflow_commands(outcomes, root=os.getcwd()))
         target = step_summary or os.environ.get("GITHUB_STEP_SUMMARY")

@@ -32,8 +32,10 @@ __all__ = [
     "build_report",
     "dumps",
     "finding_sort_key",
+    "merge_reports",
     "plain",
     "schema_path",
+    "summarise_batches",
     "write_report",
 ]
 
@@ -119,46 +121,65 @@ def _batch(o: BatchOutcome) -> dict[str, Any]:
     }
 
 
-def _rules_files(items: Sequence[BatchOutcome]) -> list[dict[str, Any]]:
+def _rules_files(batches: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every rules file that judged a batch, with its digest and the batches it judged."""
-    by: dict[tuple[str | None, str], list[str]] = {}
-    for o in items:
-        by.setdefault((o.rules_path, o.rules_sha256), []).append(o.path)
+    by: dict[tuple[str, str], list[str]] = {}
+    for b in batches:
+        r = b.get("rules") or {}
+        by.setdefault((r.get("path") or "", r.get("sha256") or ""), []).append(str(b["path"]))
     return [
-        {"path": path, "sha256": sha or None, "batches": sorted(paths)}
-        for (path, sha), paths in sorted(by.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+        {"path": path or None, "sha256": sha or None, "batches": sorted(paths)}
+        for (path, sha), paths in sorted(by.items())
     ]
 
 
-def _totals(outcomes: Sequence[BatchOutcome]) -> dict[str, Any]:
+_TOTAL_KEYS = ("direct", "qa", "rework", "downstream", "total", "rework_low", "rework_high", "total_low", "total_high")
+
+
+def _totals(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Cost totals per currency, summed from the batches' cost blocks."""
     by_currency: dict[str, dict[str, float]] = {}
-    for o in outcomes:
-        if o.cost is None:
+    for b in batches:
+        c = b.get("cost")
+        if not c:
             continue
-        t = by_currency.setdefault(
-            o.cost.currency,
-            {
-                "direct": 0.0,
-                "qa": 0.0,
-                "rework": 0.0,
-                "downstream": 0.0,
-                "total": 0.0,
-                "rework_low": 0.0,
-                "rework_high": 0.0,
-            },
-        )
-        t["direct"] += o.cost.direct
-        t["qa"] += o.cost.qa
-        t["rework"] += o.cost.rework
-        t["downstream"] += o.cost.downstream
-        t["total"] += o.cost.total
-        t["rework_low"] += o.cost.low.rework
-        t["rework_high"] += o.cost.high.rework
+        t = by_currency.setdefault(str(c["currency"]), dict.fromkeys(_TOTAL_KEYS, 0.0))
+        sc = c.get("scenarios") or {}
+        low, high = sc.get("low") or {}, sc.get("high") or {}
+        for key in ("direct", "qa", "rework", "downstream", "total"):
+            t[key] += float(c.get(key) or 0.0)
+        t["rework_low"] += float(low.get("rework") or 0.0)
+        t["rework_high"] += float(high.get("rework") or 0.0)
+        t["total_low"] += float(low.get("total") or 0.0)
+        t["total_high"] += float(high.get("total") or 0.0)
     out: dict[str, Any] = {}
-    for cur, t in by_currency.items():
+    for cur, t in sorted(by_currency.items()):
         ratio = (t["qa"] + t["rework"] + t["downstream"]) / t["direct"] if t["direct"] else None
         out[cur] = {**t, "overhead_ratio": ratio}
     return out
+
+
+def summarise_batches(batches: Sequence[Mapping[str, Any]], *, exit_status: int | None = None) -> dict[str, Any]:
+    """The report's ``summary`` from its (plain) batch entries.
+
+    One function for a session's report and for ``annogate merge`` of CI shards, so
+    a merged report says exactly what one run over all the batches would have said.
+    """
+    verdicts = [str(b.get("verdict")) for b in batches]
+    verdict = "failed" if "failed" in verdicts else ("passed" if "passed" in verdicts else "skipped")
+    if exit_status is not None and exit_status not in (0, 5):  # pytest: OK, NO_TESTS_COLLECTED
+        verdict = "failed"
+    return {
+        "verdict": verdict,
+        "batches": len(batches),
+        "failed": verdicts.count("failed"),
+        "passed": verdicts.count("passed"),
+        "skipped": verdicts.count("skipped"),
+        "annotations": sum(int(b.get("n_annotations") or 0) for b in batches),
+        "defects": sum(sum(int(v) for v in (b.get("defects_by_gate") or {}).values()) for b in batches),
+        "cost": _totals(batches),
+        **({} if exit_status is None else {"exit_status": int(exit_status)}),
+    }
 
 
 def build_report(
@@ -180,31 +201,56 @@ def build_report(
     the CI status never disagree.
     """
     items = sorted(outcomes, key=lambda o: (o.path, o.sha256))
-    verdicts = [o.verdict for o in items]
-    verdict = "failed" if "failed" in verdicts else ("passed" if "passed" in verdicts else "skipped")
-    if exit_status is not None and exit_status not in (0, 5):  # pytest: OK, NO_TESTS_COLLECTED
-        verdict = "failed"
+    batches = [plain(_batch(o)) for o in items]
     when = (generated_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     report = {
         "report_format": REPORT_FORMAT,
         "annogate_version": version,
         "generated_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "rules": {"path": rules_path, "sha256": rules_sha256, "content": dict(rules)},
-        "summary": {
-            "verdict": verdict,
-            "batches": len(items),
-            "failed": verdicts.count("failed"),
-            "passed": verdicts.count("passed"),
-            "skipped": verdicts.count("skipped"),
-            "annotations": sum(o.n_annotations for o in items),
-            "defects": sum(sum(o.defects_by_gate().values()) for o in items),
-            "cost": _totals(items),
-            **({} if exit_status is None else {"exit_status": int(exit_status)}),
-        },
-        "rules_files": _rules_files(items),
-        "batches": [_batch(o) for o in items],
+        "summary": summarise_batches(batches, exit_status=exit_status),
+        "rules_files": _rules_files(batches),
+        "batches": batches,
     }
     result: dict[str, Any] = plain(report)
+    return result
+
+
+def merge_reports(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One report from the reports of CI shards (``--annogate-shard K/N``).
+
+    Batches are taken as they are (a batch gated by two shards is kept once, and
+    must be identical), sorted by path as in any report; the summary is recomputed
+    by :func:`summarise_batches`. The exit status is the worst shard's (a shard that
+    collected nothing does not count), so the merged verdict is what one run over
+    all batches would give.
+    """
+    if not reports:
+        raise ValueError("no reports to merge")
+    batches: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for r in reports:
+        if not str(r.get("report_format", "")).startswith("annogate-report/"):
+            raise ValueError("not an annogate audit report")
+        for b in r.get("batches", []):
+            key = (str(b["path"]), str(b.get("sha256", "")))
+            if key in batches and plain(batches[key]) != plain(b):
+                raise ValueError(f"batch {key[0]} differs between the reports")
+            batches[key] = b
+    items = [batches[k] for k in sorted(batches)]
+    statuses = [int(s) for r in reports if (s := (r.get("summary") or {}).get("exit_status")) is not None]
+    real = [s for s in statuses if s != 5]
+    status = max(real) if real else (5 if statuses else None)
+    first = reports[0]
+    merged = {
+        "report_format": first["report_format"],
+        "annogate_version": first.get("annogate_version"),
+        "generated_at": max(str(r.get("generated_at", "")) for r in reports),
+        "rules": first.get("rules"),
+        "summary": summarise_batches(items, exit_status=status),
+        "rules_files": _rules_files(items),
+        "batches": items,
+    }
+    result: dict[str, Any] = plain(merged)
     return result
 
 
