@@ -164,7 +164,7 @@ def find_rules_file(start: Path) -> Path | None:
 @lru_cache(maxsize=256)
 def _has_tool_section(pp: Path) -> bool:
     try:
-        return "annogate" in tomllib.loads(pp.read_text("utf-8")).get("tool", {})
+        return "annogate" in tomllib.loads(_read_regular(pp).decode("utf-8")).get("tool", {})
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, ValueError):
         return False
 
@@ -258,8 +258,11 @@ def _user_rules(path: Path) -> dict[str, Any]:
 
 
 def _normalise(data: dict[str, Any]) -> dict[str, Any]:
-    """Accept the short form ``golden = "file.json"`` for ``[golden] file = ...``."""
-    if isinstance(data.get("golden"), str):
+    """Accept the short forms ``golden = "file.json"`` for ``[golden] file = ...`` and
+    ``golden = "consensus"`` for ``[golden] reference = "consensus"``."""
+    if data.get("golden") == "consensus":
+        data = {**data, "golden": {"reference": "consensus"}}
+    elif isinstance(data.get("golden"), str):
         data = {**data, "golden": {"file": data["golden"]}}
     return data
 

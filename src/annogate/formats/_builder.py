@@ -18,8 +18,10 @@ origin; polygons are flat ``[x0, y0, x1, y1, ...]`` rings in pixels; keypoints a
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -35,9 +37,56 @@ from annogate.model import (
     SourceProblem,
 )
 
-__all__ = ["BatchBuilder", "sha256_of_files"]
+__all__ = ["PARENT_DIR", "AnnotatorFrom", "BatchBuilder", "sha256_of_files"]
 
 _NAN = float("nan")
+
+#: ``annotator_from = "parent_dir"``: the folder holding the label file names its annotator.
+PARENT_DIR = "parent_dir"
+
+
+@dataclass(frozen=True)
+class AnnotatorFrom:
+    """Where a folder batch's layout says who labelled a file (rules key ``annotator_from``).
+
+    Why: LabelMe, VOC and YOLO files carry no annotator, yet teams keep one sub-folder
+    per annotator (``alice/x.json``, ``bob/x.json``). With this, each object's
+    annotator is taken from the file's path relative to the batch folder, and the same
+    image in two annotators' folders is one image labelled twice (what the agreement
+    gate needs), not a duplicate. ``spec`` is ``"parent_dir"`` (the name of the folder
+    holding the file; none for a file directly in the batch folder) or a regular
+    expression with a named group ``annotator``, searched in the relative path
+    (``/``-separated); no match means no annotator for that file.
+    """
+
+    spec: str
+
+    def __post_init__(self) -> None:
+        if self.spec != PARENT_DIR:
+            try:
+                pattern = re.compile(self.spec)
+            except re.error as e:
+                raise ValueError(f"annotator_from {self.spec!r} is not a regular expression: {e}") from None
+            if "annotator" not in pattern.groupindex:
+                raise ValueError(
+                    f'annotator_from {self.spec!r}: "parent_dir" or a regular expression with a group (?P<annotator>...)'
+                )
+
+    def of(self, rel: str | Path) -> str | None:
+        """The annotator of the file at ``rel`` (relative to the batch folder), or None."""
+        path = PurePosixPath(Path(rel).as_posix())
+        if self.spec == PARENT_DIR:
+            return path.parent.name or None
+        m = re.search(self.spec, path.as_posix())  # compiled once: re caches patterns
+        name = m.group("annotator") if m else None
+        return name or None
+
+    @classmethod
+    def of_option(cls, value: AnnotatorFrom | str | None) -> AnnotatorFrom | None:
+        """A reader's ``annotator_from=`` load option: the typed object, its spec, or None."""
+        if value is None or isinstance(value, AnnotatorFrom):
+            return value
+        return cls(str(value))
 
 
 def sha256_of_files(paths: Iterable[Path], *, root: Path | None = None) -> str:

@@ -47,7 +47,7 @@ import numpy as np
 import orjson
 
 from annogate.formats import Format, LoadError
-from annogate.formats._builder import BatchBuilder, sha256_of_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, sha256_of_files
 from annogate.model import Batch
 
 __all__ = ["CIRCLE_VERTICES", "FORMAT", "load_labelme", "looks_like_labelme", "shape_lines"]
@@ -170,9 +170,12 @@ def _extent(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, flo
 
 
 class _Reader:
-    def __init__(self, *, path: Path, root: Path) -> None:
+    def __init__(self, *, path: Path, root: Path, annotator_from: AnnotatorFrom | None = None) -> None:
         self.b = BatchBuilder(path=path, format=FORMAT_NAME)
         self.root = root
+        self.annotator_from = annotator_from
+        self.who: str | None = None  # the annotator of the file being read
+        self.described: set[tuple[str, str | None]] = set()  # (image, annotator) pairs seen
 
     def read_file(self, p: Path) -> str | None:
         """Add one JSON file; returns why it could not be read at all (None when it was)."""
@@ -201,6 +204,7 @@ class _Reader:
             b.problem(rule="schema", message=msg, file=rel, line=1)
             return f"{rel}: {msg} [schema]"
         b.file_index(rel)
+        self.who = self.annotator_from.of(rel) if self.annotator_from is not None else None
         image = self.image(doc, p, rel)
         shapes = doc["shapes"]
         if not isinstance(shapes, list):
@@ -230,7 +234,7 @@ class _Reader:
                 pointer="/imagePath",
                 image=name,
             )
-        if b.has_image(name):
+        if (name, self.who) in self.described:  # one image in two annotators' folders is no duplicate
             b.problem(
                 rule="duplicate_image",
                 message=f"image {name!r} is also described by another file of the batch",
@@ -246,6 +250,7 @@ class _Reader:
             if size[key] is None:
                 what = "missing" if v is None else f"{v!r} is not a positive number"
                 b.problem(rule="image_size", message=f"{key} {what}", file=rel, line=1, pointer=f"/{key}", image=name)
+        self.described.add((name, self.who))
         b.add_image(name, width=size["imageWidth"], height=size["imageHeight"], line=1)
         return name
 
@@ -343,13 +348,17 @@ class _Reader:
             polygons=rings,
             keypoints=obj.keypoints or None,
             iscrowd=ignore,
+            annotator=self.who,
             attributes=attrs,
             pointer=obj.pointer,
         )
 
 
-def load_labelme(path: Path, **_options: Any) -> Batch:
+def load_labelme(path: Path, *, annotator_from: AnnotatorFrom | str | None = None, **_options: Any) -> Batch:
     """Read a LabelMe folder (or one LabelMe JSON file) into a :class:`Batch`.
+
+    ``annotator_from`` (see :class:`AnnotatorFrom`) takes each file's annotator from
+    its path in the folder; an image then repeats only within one annotator's files.
 
     Each unreadable or foreign file is a problem of the batch; :class:`LoadError`
     only when there is no JSON file or none can be read.
@@ -361,7 +370,7 @@ def load_labelme(path: Path, **_options: Any) -> Batch:
             raise LoadError("no .json files in this LabelMe folder", path=path)
     else:
         root, files = path.parent, [path]
-    r = _Reader(path=path, root=root)
+    r = _Reader(path=path, root=root, annotator_from=AnnotatorFrom.of_option(annotator_from))
     failures = [f for f in (r.read_file(p) for p in files) if f is not None]
     if len(failures) == len(files):
         if not path.is_dir():

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from annogate.formats import Format, LoadError
-from annogate.formats._builder import BatchBuilder, sha256_of_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, sha256_of_files
 from annogate.formats._xml import DEFAULT_LIMITS, XMLLimits, XMLProblem, child_text, line_of, parse_xml
 from annogate.model import Batch
 
@@ -85,10 +85,13 @@ def _number(text: str | None) -> float | None:
 
 
 class _Reader:
-    def __init__(self, *, path: Path, root: Path, limits: XMLLimits) -> None:
+    def __init__(self, *, path: Path, root: Path, limits: XMLLimits, annotator_from: AnnotatorFrom | None) -> None:
         self.b = BatchBuilder(path=path, format=FORMAT_NAME)
         self.root = root
         self.limits = limits
+        self.annotator_from = annotator_from
+        self.who: str | None = None  # the annotator of the file being read
+        self.described: set[tuple[str, str | None]] = set()  # (image, annotator) pairs seen
 
     def rel(self, p: Path) -> str:
         return p.relative_to(self.root).as_posix()
@@ -117,6 +120,9 @@ class _Reader:
             b.problem(rule="unsupported_format", message=msg, file=rel, line=line_of(doc))
             return f"{rel}: {msg} [unsupported_format]"
         b.file_index(rel)
+        if self.annotator_from is not None:  # the path below Annotations/ when there is one
+            ann = self.root / "Annotations"
+            self.who = self.annotator_from.of(p.relative_to(ann) if p.is_relative_to(ann) else rel)
         image = self.image(doc, p, rel)
         for obj in doc.iterfind("object"):
             self.object(obj, image, rel)
@@ -136,7 +142,7 @@ class _Reader:
                 line=nline,
                 image=name,
             )
-        if b.has_image(name):
+        if (name, self.who) in self.described:  # one image in two annotators' folders is no duplicate
             b.problem(
                 rule="duplicate_image",
                 message=f"image {name!r} is also described by another file of the batch",
@@ -164,6 +170,7 @@ class _Reader:
                     b.problem(rule="image_size", message=f"<size><{tag}> {what}", file=rel, line=line, image=name)
             w = w if w is not None and w > 0 else None
             h = h if h is not None and h > 0 else None
+        self.described.add((name, self.who))
         b.add_image(name, width=w, height=h, line=line_of(doc))
         return name
 
@@ -243,11 +250,22 @@ class _Reader:
         if parts:
             attrs["parts"] = tuple(parts)
         bbox = self.box(obj, rel, image, label)
-        b.add_annotation(image=image, category=label, file=rel, line=line, bbox=bbox, attributes=attrs)
+        b.add_annotation(
+            image=image, category=label, file=rel, line=line, bbox=bbox, attributes=attrs, annotator=self.who
+        )
 
 
-def load_voc(path: Path, *, limits: XMLLimits = DEFAULT_LIMITS, **_options: Any) -> Batch:
+def load_voc(
+    path: Path,
+    *,
+    limits: XMLLimits = DEFAULT_LIMITS,
+    annotator_from: AnnotatorFrom | str | None = None,
+    **_options: Any,
+) -> Batch:
     """Read a Pascal VOC folder (or one VOC XML file) into a :class:`Batch`.
+
+    ``annotator_from`` (see :class:`AnnotatorFrom`) takes each file's annotator from
+    its path in the folder; an image then repeats only within one annotator's files.
 
     Each unreadable or hostile file is a problem of the batch; :class:`LoadError`
     only when there is no XML file or none can be read.
@@ -259,7 +277,7 @@ def load_voc(path: Path, *, limits: XMLLimits = DEFAULT_LIMITS, **_options: Any)
             raise LoadError("no .xml files in this Pascal VOC folder", path=path)
     else:
         root, files = path.parent, [path]
-    r = _Reader(path=path, root=root, limits=limits)
+    r = _Reader(path=path, root=root, limits=limits, annotator_from=AnnotatorFrom.of_option(annotator_from))
     failures = [f for f in (r.read_file(p) for p in files) if f is not None]
     if len(failures) == len(files):
         if not path.is_dir():

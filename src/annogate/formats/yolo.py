@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from annogate.formats import Format, LoadError
-from annogate.formats._builder import BatchBuilder, sha256_of_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, sha256_of_files
 from annogate.formats._imagesize import IMAGE_SUFFIXES, ImageSizeError, read_image_size
 from annogate.model import Batch
 
@@ -174,8 +174,10 @@ class _Reader:
         labels_dir: str | None,
         image_size: tuple[float, float] | None,
         images_dir: Path | None,
+        annotator_from: AnnotatorFrom | None = None,
     ) -> None:
         self.path = path
+        self.annotator_from = annotator_from
         self.task = task
         self.labels_dir = labels_dir
         self.image_size = image_size
@@ -509,6 +511,7 @@ class _Item:
     image: Path | None  # the image file, when present
     label: Path | None  # its label file, when present
     source: tuple[Path, int] | None = None  # where the image was listed
+    annotator: str | None = None  # from the layout (``annotator_from``)
 
 
 def _label_for(image: Path, labels_dir: str | None) -> list[Path]:
@@ -532,6 +535,7 @@ def load_yolo(
     labels_dir: str | None = None,
     image_size: tuple[float, float] | None = None,
     images_dir: Path | str | None = None,
+    annotator_from: AnnotatorFrom | str | None = None,
 ) -> Batch:
     """Read a YOLO dataset folder (or its ``data.yaml`` / ``obj.data``, or one label file).
 
@@ -540,7 +544,10 @@ def load_yolo(
     that mirrors ``images`` when it is not ``labels`` (DagsHub's ``labels_bbox``);
     ``image_size=(w, h)`` is the size of every image whose file is absent (Label
     Studio's YOLO import takes the same parameter); ``images_dir`` is a folder where
-    images missing from the layout are looked up by file name.
+    images missing from the layout are looked up by file name; ``annotator_from`` (see
+    :class:`AnnotatorFrom`) takes each label file's annotator from its path in the
+    folder, and an image labelled in several annotators' folders is then one image
+    (named by its file name) labelled by each.
     """
     path = Path(path)
     if task is not None and task not in TASKS:
@@ -553,6 +560,7 @@ def load_yolo(
         labels_dir=labels_dir,
         image_size=image_size,
         images_dir=None if images_dir is None else Path(images_dir),
+        annotator_from=AnnotatorFrom.of_option(annotator_from),
     )
     only: Path | None = None
     if path.is_dir():
@@ -747,6 +755,11 @@ def _dedupe(r: _Reader, lay: _Layout, items: list[_Item]) -> list[_Item]:
     """One label file per image; image names are file names, or relative paths where those clash."""
     seen: dict[Path, _Item] = {}
     out: list[_Item] = []
+    if r.annotator_from is not None:
+        for it in items:
+            p = it.label or it.image
+            if p is not None and p.is_relative_to(lay.root):
+                it.annotator = r.annotator_from.of(p.relative_to(lay.root))
     for it in items:
         if it.image is not None and it.image in seen:
             first = seen[it.image]
@@ -762,11 +775,12 @@ def _dedupe(r: _Reader, lay: _Layout, items: list[_Item]) -> list[_Item]:
         if it.image is not None:
             seen[it.image] = it
         out.append(it)
-    counts: dict[str, int] = {}
+    # an image name may repeat across annotators (one image, labelled by each), not within one
+    counts: dict[tuple[str, str | None], int] = {}
     for it in out:
-        counts[it.name] = counts.get(it.name, 0) + 1
+        counts[(it.name, it.annotator)] = counts.get((it.name, it.annotator), 0) + 1
     for it in out:
-        if counts[it.name] > 1:
+        if counts[(it.name, it.annotator)] > 1:
             p = it.image or it.label
             assert p is not None
             try:
@@ -1016,7 +1030,13 @@ def _add_row(
     if category is None:
         rng = f"0..{len(names) - 1}" if names else "0 or more"
         r.problem("class_out_of_range", f"class index {row.cls} not in {rng}", file=label, line=row.line, image=it.name)
-    common: dict[str, Any] = {"image": it.name, "category": category, "file": label, "line": row.line}
+    common: dict[str, Any] = {
+        "image": it.name,
+        "category": category,
+        "file": label,
+        "line": row.line,
+        "annotator": it.annotator,
+    }
     if kind in ("box", "pose"):
         cx, cy, bw, bh = v[0] * w, v[1] * h, v[2] * w, v[3] * h
         bbox = (cx - bw / 2, cy - bh / 2, bw, bh)
