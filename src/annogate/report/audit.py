@@ -104,6 +104,7 @@ def _gate(g: GateResult) -> dict[str, Any]:
         "findings": [f.to_dict() for f in findings],
         "counts_by_rule": dict(g.counts_by_rule()),
         "tables": g.tables,
+        "cost": None if g.cost is None else g.cost.to_dict(),
     }
 
 
