@@ -26,7 +26,18 @@ from annogate.model import Annotations, Batch, Images
 from annogate.ragged import ranges
 from annogate.stats import krippendorff_alpha_nominal_sparse
 
-__all__ = ["NOTHING", "AgreementAnalysis", "alpha", "analyse", "consensus", "pair_alphas", "pairs_within"]
+__all__ = [
+    "NOTHING",
+    "AgreementAnalysis",
+    "ConsensusReference",
+    "alpha",
+    "analyse",
+    "consensus",
+    "leave_one_out",
+    "min_others",
+    "pair_alphas",
+    "pairs_within",
+]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -515,3 +526,234 @@ def pair_alphas(a: AgreementAnalysis, unmatched: str, span: int) -> dict[tuple[i
     with np.errstate(invalid="ignore", divide="ignore"):
         alpha = np.where(expected > 0, 1.0 - (n - 1.0) * (n - 2.0 * agree) / expected, np.nan)
     return {(int(k // span), int(k % span)): float(alpha[x]) for x, k in enumerate(keys.tolist())}
+
+
+# ------------------------------------------------------- leave-one-out reference
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ConsensusReference:
+    """Each annotator's leave-one-out reference: the consensus of the *other* annotators.
+
+    Why a view and not one consensus: an annotator judged against a consensus they
+    voted in is partly judged against themselves (with three annotators, their own
+    vote is a third of every decision, and with two it is half). So every annotator
+    ``X`` gets the consensus of everyone but ``X``, on the images ``X`` labelled
+    that enough others labelled too. Each such (image, ``X``) pair is one *judged
+    image*; ``view`` is the batch with every row of ``X`` moved onto its judged
+    image (same rows, so match results index the real batch; rows of images
+    nobody else judged stay off every image), and ``reference`` holds every
+    annotator's reference objects on the same judged images, so that one
+    :func:`annogate.matching.match` of ``view`` with ``reference`` judges everyone
+    at once.
+
+    * ``reference`` rows: one per decided unit of the others' consensus (the
+      winning member's geometry, the winning class, ``score`` = vote fraction),
+      plus, as crowd regions (``iscrowd``), every member of a unit the others did
+      not decide, so that ``X``'s object there is neither right nor wrong. Its
+      ``annotator`` column is the judged annotator ``X`` (who missed an unmatched
+      reference object); its ids, lines and pointers are the representative's in
+      the source file. Its images are the judged images under their real file
+      names (display); ``match_reference`` is the same with unique names (join).
+    * ``image_voters``: per judged image, the other annotators who voted there.
+    * ``ref_voters``: per reference row, the annotators whose objects formed it.
+    """
+
+    quorum: float
+    view: Batch
+    reference: Batch
+    match_reference: Batch
+    image_owner: I64  # judged image -> judged annotator
+    image_real: I64  # judged image -> batch image row
+    image_voters: tuple[str, ...]
+    ref_rows: I64  # reference row -> the batch row whose geometry it is
+    ref_voters: tuple[str, ...]
+
+    @property
+    def judged_images(self) -> int:
+        return int(self.image_owner.shape[0])
+
+
+def min_others(quorum: float) -> int:
+    """Other annotators a judged image needs: the quorum count, or 2 for a fraction (a consensus of one is not one)."""
+    return max(2, int(quorum)) if isinstance(quorum, int) and not isinstance(quorum, bool) else 2
+
+
+def leave_one_out(
+    batch: Batch,
+    *,
+    iou: float = 0.5,
+    quorum: float = 2,
+    iou_type: IouType = "bbox",
+    oks_sigmas: tuple[float, ...] | None = None,
+) -> ConsensusReference:
+    """The leave-one-out consensus reference of every annotator (see :class:`ConsensusReference`).
+
+    ``quorum``: votes a reference object needs among the others, a count (integer,
+    at least 2) or a fraction of the others who covered the image (float); an image
+    is judged for ``X`` when at least :func:`min_others` other annotators covered it.
+    Cost: one :func:`analyse` per annotator over the others' objects on that
+    annotator's judged images, so each object is paired once per annotator who
+    shares its image: linear in objects for a fixed number of annotators per image.
+    """
+    ann = batch.annotations
+    n = len(ann)
+    names = batch.annotators
+    image_key = _image_keys(batch.images)
+    elig = np.flatnonzero(_eligible(batch)).astype(np.int64)
+    coder_all = ann.annotator.astype(np.int64)
+    span = max(len(names), int(coder_all.max(initial=-1)) + 1, 1)
+    row_key = np.full(n, -1, np.int64)
+    row_key[elig] = image_key[ann.image[elig]]
+    cover = np.unique(row_key[elig] * span + coder_all[elig])
+    cover_img, cover_coder = cover // span, cover % span
+    img_ids, img_counts = np.unique(cover_img, return_counts=True)
+    n_cover = dict(zip(img_ids.tolist(), img_counts.tolist(), strict=True))
+    need = min_others(quorum)
+    # a representative image row per key (for sizes and display names)
+    first_row = np.zeros(int(image_key.max(initial=-1)) + 1, np.int64)
+    first_row[image_key[::-1]] = np.arange(image_key.shape[0])[::-1]
+
+    owner: list[int] = []
+    real: list[int] = []
+    voters_txt: list[str] = []
+    ref_rows: list[I64] = []
+    ref_cat: list[I64] = []
+    ref_crowd: list[B] = []
+    ref_virtual: list[I64] = []
+    ref_score: list[F64] = []
+    ref_who: list[str] = []
+    row_virtual = np.full(n, -1, np.int64)
+    # judged (key, coder) pairs: the coder covers the key and enough others do too
+    judged = np.array([n_cover[k] - 1 >= need for k in cover_img.tolist()], np.bool_)
+    j_img, j_coder = cover_img[judged], cover_coder[judged]
+    by_coder = np.argsort(j_coder, kind="stable")
+    j_img, j_coder = j_img[by_coder], j_coder[by_coder]
+    bounds = np.flatnonzero(np.r_[True, j_coder[1:] != j_coder[:-1], True]) if j_coder.size else np.zeros(1, np.int64)
+    key_of_row = np.where(ann.image >= 0, image_key[np.clip(ann.image, 0, None)] if image_key.size else -1, -1)
+    for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        x = int(j_coder[s])
+        keys = j_img[s:e]
+        base = len(owner)
+        virtual_of_key = dict(zip(keys.tolist(), range(base, base + keys.shape[0]), strict=True))
+        owner += [x] * keys.shape[0]
+        real += first_row[keys].tolist()
+        # X's rows (every row of X on a judged image, eligible or not) move onto X's judged images
+        mine = np.flatnonzero((coder_all == x) & np.isin(key_of_row, keys))
+        row_virtual[mine] = [virtual_of_key[k] for k in key_of_row[mine].tolist()]
+        others = elig[(coder_all[elig] != x) & np.isin(row_key[elig], keys)]
+        sub = Batch(
+            path=batch.path,
+            format=batch.format,
+            images=batch.images,
+            categories=batch.categories,
+            annotations=_take(ann, others),
+            files=batch.files,
+            annotators=names,
+        )
+        a = analyse(sub, iou=iou, quorum=quorum, iou_type=iou_type, oks_sigmas=oks_sigmas)
+        sub_key = image_key[sub.annotations.image]
+        # who voted on each judged image
+        vk = cover_img[(cover_coder != x) & np.isin(cover_img, keys)]
+        vc = cover_coder[(cover_coder != x) & np.isin(cover_img, keys)]
+        who_at: dict[int, list[str]] = defaultdict(list)
+        for k, c in zip(vk.tolist(), vc.tolist(), strict=True):
+            who_at[k].append(_coder_name(names, c))
+        voters_txt += [", ".join(who_at[k]) for k in keys.tolist()]
+        # unit members, for the voters of each reference object
+        members: dict[int, list[str]] = defaultdict(list)
+        m = a.entry_row >= 0
+        for u, r in zip(a.entry_unit[m].tolist(), a.entry_row[m].tolist(), strict=True):
+            members[u].append(_coder_name(names, int(sub.annotations.annotator[r])))
+        won = np.flatnonzero(a.unit_rep >= 0)
+        open_ = (a.entry_row >= 0) & ~a.unit_decided[a.entry_unit]
+        und_rows, und_units = a.entry_row[open_], a.entry_unit[open_]
+        rows_sub = np.r_[a.unit_rep[won], und_rows].astype(np.int64)
+        units = np.r_[won, und_units].astype(np.int64)
+        ref_rows.append(others[rows_sub])
+        ref_cat.append(np.r_[a.unit_top[won], sub.annotations.category[und_rows]].astype(np.int64))
+        ref_crowd.append(np.r_[np.zeros(won.shape, np.bool_), np.ones(und_rows.shape, np.bool_)])
+        ref_virtual.append(np.array([virtual_of_key[k] for k in sub_key[rows_sub].tolist()], np.int64))
+        ref_score.append(
+            np.r_[
+                a.unit_top_votes[won] / np.maximum(a.unit_voters[won], 1), np.zeros(und_rows.shape, np.float64)
+            ].astype(np.float64)
+        )
+        ref_who += [", ".join(members[u]) for u in units.tolist()]
+
+    owner_a = np.asarray(owner, np.int64)
+    real_a = np.asarray(real, np.int64)
+    rows_a = np.concatenate(ref_rows) if ref_rows else np.empty(0, np.int64)
+    cat_a = np.concatenate(ref_cat) if ref_cat else np.empty(0, np.int64)
+    crowd_a = np.concatenate(ref_crowd) if ref_crowd else np.empty(0, np.bool_)
+    virt_a = np.concatenate(ref_virtual) if ref_virtual else np.empty(0, np.int64)
+    score_a = np.concatenate(ref_score) if ref_score else np.empty(0, np.float64)
+    src = batch.images
+
+    def images(unique: bool) -> Images:
+        return Images(
+            id=np.arange(owner_a.shape[0], dtype=np.int64),
+            file_name=np.array(
+                [
+                    f"{k}\x00{src.file_name[r]}" if unique else str(src.file_name[r])
+                    for k, r in enumerate(real_a.tolist())
+                ],
+                dtype=object,
+            ),
+            width=src.width[real_a],
+            height=src.height[real_a],
+            line=src.line[real_a],
+        )
+
+    ref_ann = replace(
+        _take(ann, rows_a),
+        image=virt_a.astype(np.int32),
+        image_id=virt_a,
+        category=cat_a.astype(np.int32),
+        category_id=batch.categories.id[cat_a] if len(batch.categories) else ann.category_id[rows_a],
+        iscrowd=crowd_a.astype(ann.iscrowd.dtype),
+        annotator=owner_a[virt_a].astype(np.int32) if virt_a.size else np.empty(0, np.int32),
+        score=score_a,
+    )
+    if batch.row_pointers is not None:
+        pointers = np.asarray(batch.row_pointers, dtype=object)[rows_a]
+    else:
+        pointers = np.array([batch.pointer(int(r)) for r in rows_a.tolist()], dtype=object)
+    meta = {"consensus": {"source": str(batch.path), "iou": iou, "quorum": quorum, "leave_one_out": True}}
+
+    def reference(unique: bool) -> Batch:
+        return Batch(
+            path=batch.path,
+            format=batch.format,
+            images=images(unique),
+            categories=batch.categories,
+            annotations=ref_ann,
+            files=batch.files,
+            annotators=names,
+            sha256=batch.sha256,
+            meta=dict(meta),
+            pointer_base=None,
+            row_pointers=pointers,
+        )
+
+    view_images = images(True)
+    view = replace(
+        batch,
+        images=view_images,
+        annotations=replace(ann, image=row_virtual.astype(np.int32), image_id=row_virtual),
+    )
+    return ConsensusReference(
+        quorum=quorum,
+        view=view,
+        reference=reference(False),
+        match_reference=reference(True),
+        image_owner=owner_a,
+        image_real=real_a,
+        image_voters=tuple(voters_txt),
+        ref_rows=rows_a,
+        ref_voters=tuple(ref_who),
+    )
+
+
+def _coder_name(names: tuple[str, ...], c: int) -> str:
+    return str(names[c]) if 0 <= c < len(names) else f"#{c}"

@@ -16,7 +16,12 @@ Rules, ``[tool.annogate.confusion]`` (``additionalProperties: false``)::
     pairs = { "cyclist->pedestrian" = 0.02 }   # rate of golden cyclists labelled pedestrian <= 2%
     max_pair_rate = 0.05                        # the worst off-diagonal class pair
     min_support = 20                            # golden objects a class needs for max_pair_rate
-    # file / iou_type / iou / max_dets / oks_sigmas: default to [tool.annogate.golden]'s
+    # file / iou_type / iou / max_dets / oks_sigmas / reference / quorum: default to [tool.annogate.golden]'s
+
+With ``reference = "consensus"`` (see :mod:`annogate.checks.golden`) the rows are
+the class the *other* annotators' consensus gave each object (leave-one-out), so
+"cyclist->pedestrian" is the rate at which an annotator calls pedestrian what the
+others call cyclist.
 
 Findings: one per confused object, rule ``confusion`` (a single error type, so the
 cost model and thresholds see one kind of defect) with the pair in the message
@@ -168,9 +173,9 @@ def _decision_word(d: RateDecision | None) -> str | None:
     return None if d is None else d.state
 
 
-def _decision_note(d: RateDecision | None, golden_class: str) -> str:
+def _decision_note(d: RateDecision | None, golden_class: str, ref: str = "golden") -> str:
     """The pair's rate with its interval and what it means, for a finding's message."""
-    return "" if d is None else f"; pair rate {d.text(f'golden {golden_class!r} objects')}"
+    return "" if d is None else f"; pair rate {d.text(f'{ref} {golden_class!r} objects')}"
 
 
 def run(batch: Batch, ctx: GateContext) -> GateResult:
@@ -241,6 +246,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         failing |= {f"{a}->{b}" for a, b in eligible if decide(a, b, mx).state == "fails"}
 
     mis = res.batch_rows(Status.MISLABELLED)
+    ref = "golden" if gm.consensus is None else "consensus"
     findings: list[Finding] = []
     if mis.size:
         gnames = [golden.category_name(int(g)) or "<unknown>" for g in res.batch_match[mis].tolist()]
@@ -255,9 +261,14 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
                     rule="confusion",
                     severity=sev,  # type: ignore[arg-type]
                     messages=[
-                        f"golden {gnames[k]!r} labelled {bnames[k]!r} (golden annotation "
-                        f"{int(golden.annotations.id[res.batch_match[mis[k]]])})"
-                        + _decision_note(decisions.get(f"{gnames[k]}->{bnames[k]}"), gnames[k])
+                        (
+                            f"golden {gnames[k]!r} labelled {bnames[k]!r} (golden annotation "
+                            f"{int(golden.annotations.id[res.batch_match[mis[k]]])})"
+                            if gm.consensus is None
+                            else f"{gm.ref_name(int(res.batch_match[mis[k]]))} says {gnames[k]!r}, labelled "
+                            f"{bnames[k]!r} ({gm.ref_object(int(res.batch_match[mis[k]]))})"
+                        )
+                        + _decision_note(decisions.get(f"{gnames[k]}->{bnames[k]}"), gnames[k], ref)
                         for k in sel
                     ],
                     values=res.batch_iou[mis[sel]],
@@ -306,7 +317,8 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
             "columns": [*batch_classes, MISSING],
             "counts": [r[1:] for r in matrix[1:]],
         },
-        "golden_file": str(gm.golden_path),
+        "golden_file": None if gm.consensus is not None else str(gm.golden_path),
+        "reference": "file" if gm.consensus is None else "consensus",
     }
     per_ann, ann_table = _per_annotator(batch, golden, res, limits, sec.get("max_pair_rate"))
     metrics["per_annotator"] = per_ann

@@ -46,6 +46,32 @@ nowhere):
   holds each interval, the decision (fails / passes / undecided) and, when
   undecided, about how many more golden objects would decide it.
 
+Consensus as the reference (no golden file, several annotators per image)::
+
+    [tool.annogate.golden]           # or top-level `golden = "consensus"`
+    reference = "consensus"          # file (default) | consensus
+    quorum = 2                       # votes among the OTHER annotators: a count >= 2, or a fraction in (0, 1)
+
+Each annotator ``X`` is judged against the quorum consensus of the *other*
+annotators (leave-one-out, :func:`annogate.consensus.leave_one_out`), on the images
+``X`` labelled that at least ``quorum`` others (two, for a fraction) labelled too.
+Why leave-one-out: an annotator must not vote for their own labels. With three
+annotators a plain majority that includes ``X`` confirms any label of ``X`` that one
+other shares, and with two it confirms everything ``X`` drew, so the worst
+annotator would look as good as the rest; against the others' consensus alone, a
+shifted or flipped label is judged by people who did not draw it. The others'
+consensus is the agreement gate's vote (pair at ``iou``, cluster, top vote with no
+tie reaching the quorum); objects the others did not decide become ignore regions
+(crowd), so ``X`` is neither right nor wrong there. Every metric, check, table and
+cost fact below is computed the same way, pooled over annotators for ``overall``
+and per class; findings name the reference ("consensus of bob, carol" instead of
+"golden") and point at the reference object the consensus kept. Because each
+reference object judges one annotator, missing objects, recall and accuracy are
+per annotator too, and ``min_precision`` / ``min_recall`` / ``min_accuracy`` are
+also checked per annotator (scope ``annotator:<name>``, on the Wilson interval).
+An annotator *covers* an image when they drew an object on it (the batch does not
+record who saw an image and drew nothing). ``file`` is not read in this mode.
+
 Findings: ``extra`` (batch object with no golden counterpart), ``mislabelled``
 (batch object, message names the golden class), ``missing`` (points at the golden
 file's annotation), and ``low_iou`` warnings. The match is cached in
@@ -63,6 +89,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from annogate.consensus import ConsensusReference, leave_one_out, min_others
 from annogate.defects import CostFacts, Pattern, SampledDefects
 from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_rows
 from annogate.gates import Gate, GateContext
@@ -93,6 +120,22 @@ MATCH_SCHEMA: dict[str, Any] = {
     "iou": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
     "max_dets": {"type": "integer", "minimum": 1, "default": 100},
     "oks_sigmas": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1},
+    "reference": {
+        "enum": ["file", "consensus"],
+        "default": "file",
+        "description": "What the batch is judged against: the golden `file`, or (several annotators per image, "
+        "no golden file) each annotator against the quorum consensus of the OTHER annotators.",
+    },
+    "quorum": {
+        "anyOf": [
+            {"type": "integer", "minimum": 2},
+            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        ],
+        "default": 2,
+        "description": "reference = consensus: votes a reference object needs among the other annotators, a count "
+        "(integer >= 2; an image is judged when that many others labelled it) or a fraction below 1 of the others "
+        "who labelled the image (needs two others). Ties never win. 1 is refused: a consensus of one is not one.",
+    },
 }
 
 _RATE = {"type": "number", "minimum": 0, "maximum": 1}
@@ -131,6 +174,56 @@ class GoldenMatch:
     golden: Batch
     golden_path: Path
     result: MatchResult
+    consensus: ConsensusReference | None = None
+
+    def ref_name(self, gold_row: int) -> str:
+        """Who the reference object comes from, for messages: "golden" or "consensus of bob, carol"."""
+        if self.consensus is None:
+            return "golden"
+        return f"consensus of {self.consensus.ref_voters[gold_row]}"
+
+    def ref_object(self, gold_row: int) -> str:
+        """The reference object, for messages: its golden id, or the id and drawer of the consensus object."""
+        ga = self.golden.annotations
+        if self.consensus is None:
+            return f"golden annotation {int(ga.id[gold_row])}"
+        drawn = int(self.consensus.ref_rows[gold_row])
+        names = self.golden.annotators
+        who = self.consensus.view.annotations.annotator[drawn]
+        by = names[who] if 0 <= who < len(names) else "?"
+        return f"annotation {int(ga.id[gold_row])} by {by}"
+
+    def voters_at(self, batch_row: int) -> str:
+        """Reference for a batch object without a counterpart: "golden" or "consensus of bob, carol"."""
+        if self.consensus is None:
+            return "golden"
+        v = int(self.consensus.view.annotations.image[batch_row])
+        return f"consensus of {self.consensus.image_voters[v]}" if v >= 0 else "consensus"
+
+    def owner(self) -> npt.NDArray[np.int64] | None:
+        """Per reference row, the annotator it judges (consensus); None for a golden file (nobody's)."""
+        return None if self.consensus is None else self.golden.annotations.annotator.astype(np.int64)
+
+
+def _match_cfg(ctx: GateContext, section: Mapping[str, Any] | None) -> dict[str, Any]:
+    own = dict(ctx.section if section is None else section)
+    top = ctx.rules.get("golden")
+    base: dict[str, Any] = dict(top) if isinstance(top, Mapping) else {}
+    if top == "consensus":
+        base["reference"] = "consensus"
+    elif isinstance(top, str):
+        base["file"] = top
+    return {
+        **{k: v for k, v in base.items() if k in MATCH_SCHEMA},
+        **{k: v for k, v in own.items() if k in MATCH_SCHEMA},
+    }
+
+
+def reference_settings(ctx: GateContext, section: Mapping[str, Any] | None = None) -> tuple[str, float]:
+    """``(reference, quorum)``: ``"file"`` or ``"consensus"``, from the gate's section, then ``[golden]``."""
+    cfg = _match_cfg(ctx, section)
+    q = cfg.get("quorum", 2)
+    return str(cfg.get("reference", "file")), (q if isinstance(q, int) else float(q))
 
 
 def match_settings(ctx: GateContext, section: Mapping[str, Any] | None = None) -> tuple[Path | None, MatchSettings]:
@@ -139,15 +232,7 @@ def match_settings(ctx: GateContext, section: Mapping[str, Any] | None = None) -
     ``section`` (default ``ctx.section``) wins; missing keys come from the golden
     section of the rules, and the file also from a top-level ``golden = "path"``.
     """
-    own = dict(ctx.section if section is None else section)
-    top = ctx.rules.get("golden")
-    base: dict[str, Any] = dict(top) if isinstance(top, Mapping) else {}
-    if isinstance(top, str):
-        base["file"] = top
-    cfg = {
-        **{k: v for k, v in base.items() if k in MATCH_SCHEMA},
-        **{k: v for k, v in own.items() if k in MATCH_SCHEMA},
-    }
+    cfg = _match_cfg(ctx, section)
     sig = cfg.get("oks_sigmas")
     settings = MatchSettings(
         iou_type=cfg.get("iou_type", "bbox"),
@@ -193,6 +278,9 @@ def golden_match(
     nothing for bad input: the reasons are messages naming the file or rule key.
     """
     path, settings = match_settings(ctx, section)
+    reference, quorum = reference_settings(ctx, section)
+    if reference == "consensus":
+        return _consensus_match(batch, ctx, settings, quorum, gate=gate)
     if path is None:
         return Unavailable(
             reason="no golden file configured (set `file` in [tool.annogate.golden] or top-level `golden`)",
@@ -223,6 +311,49 @@ def golden_match(
         return Unavailable(reason=f"cannot match with {path}: {type(e).__name__}: {e}", failed=True)
     gm = GoldenMatch(golden=golden, golden_path=path, result=result)
     slot.clear()  # one batch at a time: the session cache must not grow with every batch
+    slot[key] = gm
+    return gm
+
+
+def _consensus_match(
+    batch: Batch, ctx: GateContext, settings: MatchSettings, quorum: float, *, gate: str
+) -> GoldenMatch | Unavailable:
+    """Each annotator matched with the consensus of the others (:func:`annogate.consensus.leave_one_out`).
+
+    One :func:`~annogate.matching.match` over all judged (image, annotator) pairs; the
+    result's batch rows are the batch's own, so every metric, finding and table of the
+    golden and confusion gates reads it as it reads a golden file's match.
+    """
+    key = f"consensus|{quorum!r}|{settings.key()}|{batch.path}|{batch.sha256}|{id(batch)}|{len(batch.annotations)}"
+    slot = ctx.cache.setdefault(_CACHE_SLOT, {})
+    hit = slot.get(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    if not batch.annotators or not (batch.annotations.annotator >= 0).any():
+        return Unavailable(reason="reference = consensus, but no annotator is recorded for any object", failed=False)
+    lacking = sigma_problem(batch, settings)
+    if lacking:
+        classes = ", ".join(f"{c!r} ({k} keypoints)" for c, k in sorted(lacking.items()))
+        return Unavailable(
+            reason=f"OKS needs one sigma per keypoint: class {classes} has no sigmas; set `oks_sigmas` "
+            f"(one number per keypoint) in [tool.annogate.{gate}] or [tool.annogate.golden]",
+            failed=True,
+        )
+    try:
+        cref = leave_one_out(
+            batch, iou=settings.iou, quorum=quorum, iou_type=settings.iou_type, oks_sigmas=settings.oks_sigmas
+        )
+        if cref.judged_images == 0:
+            return Unavailable(
+                reason=f"reference = consensus, but no image was labelled by an annotator and at least "
+                f"{min_others(quorum)} others ({len(batch.annotators)} annotator(s) in the batch)",
+                failed=False,
+            )
+        result = match(cref.view, cref.match_reference, settings)
+    except Exception as e:  # e.g. too many overlapping objects: one failing item, never a crash
+        return Unavailable(reason=f"cannot build the consensus reference: {type(e).__name__}: {e}", failed=True)
+    gm = GoldenMatch(golden=cref.reference, golden_path=batch.path, result=result, consensus=cref)
+    slot.clear()
     slot[key] = gm
     return gm
 
@@ -419,7 +550,7 @@ def _rate_decisions(m: Mapping[str, Any], lim: Mapping[str, Any]) -> dict[str, d
     return out
 
 
-def _checks(scope: str, m: Mapping[str, Any], lim: Mapping[str, Any]) -> list[ThresholdCheck]:
+def _rate_checks(scope: str, m: Mapping[str, Any], lim: Mapping[str, Any]) -> list[ThresholdCheck]:
     out: list[ThresholdCheck] = []
     for key, metric in (("min_precision", "precision"), ("min_recall", "recall"), ("min_accuracy", "accuracy")):
         if key in lim:
@@ -427,6 +558,11 @@ def _checks(scope: str, m: Mapping[str, Any], lim: Mapping[str, Any]) -> list[Th
             k, n = _RATE_PARTS[metric](m)
             d = rate_decision(k, n, float(lim[key]), ">=")
             out.append(ThresholdCheck(metric=metric, scope=scope, value=d.bound, limit=float(lim[key]), op=">="))
+    return out
+
+
+def _checks(scope: str, m: Mapping[str, Any], lim: Mapping[str, Any]) -> list[ThresholdCheck]:
+    out = _rate_checks(scope, m, lim)
     if "min_mean_iou" in lim:
         out.append(
             ThresholdCheck(
@@ -456,8 +592,11 @@ def _per_annotator(batch: Batch, gm: GoldenMatch) -> dict[str, dict[str, Any]]:
     Why: a systematic habit is usually one person's (bob draws every box 12% to the
     right). Mixed into the overall figures it is diluted and blamed on everyone;
     per annotator it is named, and the drift check fails with scope
-    ``annotator:<name>``. Missing golden objects have no annotator and count only
-    overall. Objects without an annotator are left out here.
+    ``annotator:<name>``. With a golden file, missing golden objects have no
+    annotator and count only overall; against the consensus every reference object
+    judges one annotator (see :class:`annogate.consensus.ConsensusReference`), so
+    missing, recall and accuracy are per annotator too. Objects without an
+    annotator are left out here.
     """
     res, golden = gm.result, gm.golden
     ba, ga = batch.annotations, golden.annotations
@@ -466,6 +605,7 @@ def _per_annotator(batch: Batch, gm: GoldenMatch) -> dict[str, dict[str, Any]]:
         return out
     prow, pgold, piou = res.pairs()
     who = ba.annotator.astype(np.int64)
+    owner = gm.owner()
     for c, name in enumerate(batch.annotators):
         mine = who == c
         evaluated = mine & (res.batch_status != Status.UNEVALUATED) & (res.batch_status != Status.IGNORED)
@@ -475,24 +615,38 @@ def _per_annotator(batch: Batch, gm: GoldenMatch) -> dict[str, dict[str, Any]]:
         mis = int(np.count_nonzero(mine & (res.batch_status == Status.MISLABELLED)))
         extra = int(np.count_nonzero(mine & (res.batch_status == Status.UNMATCHED)))
         sel = who[prow] == c
-        out[str(name)] = {
+        rec: dict[str, Any] = {
             "batch_objects": tp + mis + extra,
             "tp": tp,
             "mislabelled": mis,
+            "mislabelled_batch": mis,
             "extra": extra,
             "precision": _ratio(tp, tp + mis + extra),
             "mean_iou": float(piou[sel].mean()) if sel.any() else math.nan,
             "matched_pairs": int(np.count_nonzero(sel)),
             "drift": drift_stats(ba.bbox[prow[sel]], ga.bbox[pgold[sel]]),
         }
+        if owner is not None:
+            missing = int(np.count_nonzero((owner == c) & (res.gold_status == Status.UNMATCHED)))
+            rec.update(
+                missing=missing,
+                mislabelled_golden=mis,
+                golden_objects=tp + mis + missing,
+                recall=_ratio(tp, tp + mis + missing),
+                accuracy=_ratio(tp, tp + mis + missing + extra),
+            )
+        out[str(name)] = rec
     return out
 
 
-def _annotator_table(per_ann: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
+def _annotator_table(per_ann: Mapping[str, Mapping[str, Any]], *, consensus: bool = False) -> list[list[Any]]:
     head = ["annotator", "batch", "tp", "mislabelled", "extra", "precision", "mean_iou"]
+    if consensus:  # every reference object judges one annotator: misses and recall are theirs
+        head[5:5] = ["missing", "recall", "accuracy"]
     head += [f"drift_{e}" for e in EDGES] + [f"drift_{e}_sure" for e in EDGES]
     rows: list[list[Any]] = [head]
     for name, m in sorted(per_ann.items()):
+        judged = [m["missing"], _r(m["recall"]), _r(m["accuracy"])] if consensus else []
         rows.append(
             [
                 name,
@@ -500,6 +654,7 @@ def _annotator_table(per_ann: Mapping[str, Mapping[str, Any]]) -> list[list[Any]
                 m["tp"],
                 m["mislabelled"],
                 m["extra"],
+                *judged,
                 _r(m["precision"]),
                 _r(m["mean_iou"]),
                 *(_r(m["drift"][e]["mean"]) for e in EDGES),
@@ -568,7 +723,13 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
         rule="extra",
         messages=[
             f"extra {batch.category_name(int(i))!r}: "
-            + (_UNMATCHABLE if i in bad_b else f"no golden object matches it (IoU >= {thr})")
+            + (
+                _UNMATCHABLE
+                if i in bad_b
+                else f"no object of the {gm.voters_at(int(i))} matches it (IoU >= {thr})"
+                if gm.consensus is not None
+                else f"no golden object matches it (IoU >= {thr})"
+            )
             for i in extra
         ],
     )
@@ -579,8 +740,9 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
         gate="golden",
         rule="mislabelled",
         messages=[
-            f"labelled {batch.category_name(int(i))!r}, golden says {golden.category_name(int(res.batch_match[i]))!r} "
-            f"(golden annotation {int(golden.annotations.id[res.batch_match[i]])}, IoU {res.batch_iou[i]:.2f})"
+            f"labelled {batch.category_name(int(i))!r}, {gm.ref_name(int(res.batch_match[i]))} says "
+            f"{golden.category_name(int(res.batch_match[i]))!r} "
+            f"({gm.ref_object(int(res.batch_match[i]))}, IoU {res.batch_iou[i]:.2f})"
             for i in mis
         ],
         values=res.batch_iou[mis],
@@ -592,8 +754,19 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
         gate="golden",
         rule="missing",
         messages=[
-            f"missing {golden.category_name(int(i))!r}: golden annotation {int(golden.annotations.id[i])} "
-            + ("has no match in the batch" if i not in bad_g else _UNMATCHABLE)
+            (
+                f"missing {golden.category_name(int(i))!r}: golden annotation {int(golden.annotations.id[i])} "
+                if gm.consensus is None
+                else f"missing {golden.category_name(int(i))!r}: {gm.ref_name(int(i))} drew it "
+                f"({gm.ref_object(int(i))}), "
+            )
+            + (
+                _UNMATCHABLE
+                if i in bad_g
+                else "has no match in the batch"
+                if gm.consensus is None
+                else f"{golden.annotators[int(golden.annotations.annotator[i])]} has no match for it"
+            )
             for i in miss
         ],
     )
@@ -607,7 +780,11 @@ def _findings(batch: Batch, gm: GoldenMatch, min_object_iou: float | None) -> li
             rule="low_iou",
             severity="warning",
             messages=[
-                f"IoU {res.batch_iou[i]:.2f} with golden annotation {int(golden.annotations.id[res.batch_match[i]])} is below {min_object_iou}"
+                f"IoU {res.batch_iou[i]:.2f} with {gm.ref_name(int(res.batch_match[i]))} "
+                f"({gm.ref_object(int(res.batch_match[i]))}) is below {min_object_iou}"
+                if gm.consensus is not None
+                else f"IoU {res.batch_iou[i]:.2f} with golden annotation {int(golden.annotations.id[res.batch_match[i]])} "
+                f"is below {min_object_iou}"
                 for i in low
             ],
             values=res.batch_iou[low],
@@ -628,7 +805,8 @@ def _cost_facts(
 
     Sampled: mislabelled + missing + extra out of tp + mislabelled + missing + extra
     (so the rate is 1 - accuracy), with each annotator's own defects and objects so
-    the rework is attributed to who made it (missing objects have no annotator).
+    the rework is attributed to who made it (with a golden file missing objects have
+    no annotator; against the consensus they are the judged annotator's misses).
     Patterns: a failed drift check is boundary drift review does not catch. Drift
     named for an annotator spoils that annotator's labels; when annotators are named,
     the overall drift they cause is not priced a second time.
@@ -636,7 +814,11 @@ def _cost_facts(
     by_type = {k: int(overall[k]) for k in ("mislabelled", "missing", "extra")}
     sample = int(overall["tp"]) + sum(by_type.values())
     by_annotator = {
-        name: (int(m["mislabelled"]) + int(m["extra"]), int(m["batch_objects"])) for name, m in per_ann.items()
+        name: (
+            int(m["mislabelled"]) + int(m["extra"]) + int(m.get("missing", 0)),
+            int(m["batch_objects"]) + int(m.get("missing", 0)),
+        )
+        for name, m in per_ann.items()
     }
     sampled = SampledDefects(defects=sum(by_type.values()), sample=sample, by_type=by_type, by_annotator=by_annotator)
     drifted: dict[str, list[ThresholdCheck]] = {}
@@ -674,6 +856,24 @@ def _cost_facts(
     return CostFacts(sampled=sampled if sample > 0 else None, patterns=tuple(pats))
 
 
+def _reference_metrics(gm: GoldenMatch) -> dict[str, Any]:
+    """What the batch was judged against, for the report."""
+    c = gm.consensus
+    if c is None:
+        return {"kind": "file", "file": str(gm.golden_path)}
+    names = gm.golden.annotators
+    return {
+        "kind": "consensus",
+        "leave_one_out": True,
+        "quorum": c.quorum,
+        "judged_images": c.judged_images,
+        "images": int(np.unique(c.image_real).shape[0]),
+        "annotators_judged": sorted({str(names[k]) for k in c.image_owner.tolist() if 0 <= k < len(names)}),
+        "reference_objects": int(np.count_nonzero(~gm.golden.annotations.iscrowd.astype(np.bool_))),
+        "undecided_regions": int(np.count_nonzero(gm.golden.annotations.iscrowd)),
+    }
+
+
 def match_or_result(batch: Batch, ctx: GateContext, *, gate: str) -> GoldenMatch | GateResult:
     """The golden match, or the result a gate reports when there is none.
 
@@ -708,19 +908,24 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         )
         checks += _checks(f"class:{cls}", m, lim)
     per_ann = _per_annotator(batch, gm)
-    if "max_drift" in sec:
-        for name, m in sorted(per_ann.items()):
+    for name, m in sorted(per_ann.items()):
+        if gm.consensus is not None:
+            # against the consensus each annotator is judged on their own images: the rates are theirs
+            m["intervals"] = _rate_decisions(m, sec)
+            checks += _rate_checks(f"annotator:{name}", m, sec)
+        if "max_drift" in sec:
             checks += _drift_checks(f"annotator:{name}", m["drift"], float(sec["max_drift"]))
     mo = sec.get("min_object_iou")
     findings = _findings(batch, gm, None if mo is None else float(mo))
     st = gm.result.settings
     tables = _tables(overall, per)
-    tables["golden_per_annotator"] = _annotator_table(per_ann)
+    tables["golden_per_annotator"] = _annotator_table(per_ann, consensus=gm.consensus is not None)
     metrics = {
         "overall": overall,
         "per_class": per,
         "per_annotator": per_ann,
-        "golden_file": str(gm.golden_path),
+        "golden_file": None if gm.consensus is not None else str(gm.golden_path),
+        "reference": _reference_metrics(gm),
         "settings": {"iou_type": st.iou_type, "iou": st.iou, "max_dets": st.max_dets},
     }
     population = overall["tp"] + overall["mislabelled"] + overall["missing"] + overall["extra"]
