@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from annogate.engine import Engine
-from annogate.formats import load_batch
+from annogate.formats import Format, detect_format, explain_unclaimed, load_batch
 from annogate.formats._builder import AnnotatorFrom
 from annogate.rules import RulesError
 
@@ -124,3 +124,85 @@ def test_yolo_image_in_two_annotators_folders_keeps_its_file_name() -> None:
     assert not any("/" in str(n) for n in b.images.file_name.tolist())
     assert sorted(b.annotators) == ["alice", "bob", "carol"]
     assert (b.annotations.annotator >= 0).all()
+
+
+# -- folder sniffers claim dataset folders only (issue 13) --------------------------------------
+
+FOLDER_FORMATS = ("yolo", "voc", "labelme")
+
+
+def _fmt(name: str) -> Format:
+    return next(f for f in Engine().formats if f.name == name)
+
+
+@pytest.mark.parametrize("fmt", FOLDER_FORMATS)
+@pytest.mark.parametrize(
+    "folder", ["examples", "examples/cvat", "examples/golden", "examples/labelstudio", "tests", "."]
+)
+def test_folder_sniffers_do_not_claim_folders_that_merely_hold_datasets(fmt: str, folder: str) -> None:
+    path = ROOT / folder
+    assert not _fmt(fmt).sniff(path, b""), f"{fmt} claims {folder}/ as one batch"
+    assert detect_format(path) is None
+
+
+@pytest.mark.parametrize("fmt", FOLDER_FORMATS)
+def test_each_example_folder_is_claimed_by_its_own_format_only(fmt: str) -> None:
+    for other in FOLDER_FORMATS:
+        assert _fmt(other).sniff(EXAMPLES / fmt, b"") == (other == fmt)
+    found = detect_format(EXAMPLES / fmt)
+    assert found is not None and found.name == fmt
+
+
+def test_folder_mixing_batches_of_two_formats_is_not_one_batch(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text(json.dumps(_labelme("x.jpg")))
+    assert detect_format(tmp_path) is not None
+    (tmp_path / "coco.json").write_text(json.dumps(COCO))
+    assert detect_format(tmp_path) is None  # each file is its own batch
+
+
+def test_yolo_folder_needs_a_config_that_reads_as_one(tmp_path: Path) -> None:
+    (tmp_path / "data.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n")
+    assert not _fmt("yolo").sniff(tmp_path, b"")
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images\nnames:\n  0: car\n")
+    assert _fmt("yolo").sniff(tmp_path, b"")
+
+
+def test_labels_and_images_folders_without_label_files_are_no_yolo_dataset(tmp_path: Path) -> None:
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels" / "en.json").write_text("{}")
+    assert not _fmt("yolo").sniff(tmp_path, b"")
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    assert _fmt("yolo").sniff(tmp_path, b"")
+
+
+# -- why a file in scope is no batch (issue 13) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "says"),
+    [
+        ("b.json", b"", "empty file"),
+        ("b.json", b" \n\t ", "only whitespace"),
+        ("b.json", json.dumps(COCO).encode("utf-16"), "UTF-16"),
+        ("b.json", bytes(range(256)) * 8, "binary data"),
+        ("b.json", b'{"a": "\xc3\x28"}', "not UTF-8 text"),
+        ("b.json", b"{'images': []}", "not JSON"),
+        ("b.json", b"[1, 2, 3]", "an array of numbers"),
+        ("b.json", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        ("b.json", b'{"name": "x", "version": "1"}', "an object with keys 'name', 'version'"),
+        ("b.xml", b"<?xml version='1.0'?><svg></svg>", "root element is <svg>"),
+        ("b.txt", b"hello world\n", "text of no known label shape"),
+    ],
+)
+def test_unclaimed_file_says_what_it_is_and_what_was_looked_for(
+    tmp_path: Path, name: str, raw: bytes, says: str
+) -> None:
+    p = tmp_path / name
+    p.write_bytes(raw)
+    assert detect_format(p) is None
+    why = explain_unclaimed(p)
+    assert says in why, why
+    if name == "b.json" and says not in ("UTF-16",):
+        for shape in ("COCO object", "COCO results array", "Label Studio export", "LabelMe file"):
+            assert shape in why, why

@@ -73,7 +73,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("yolo", "confusion_count"): YOLO_CLASH,
     ("voc", "schema_rules"): DUPLICATE_IMAGE,
     ("labelme", "schema_rules"): DUPLICATE_IMAGE,
-    **{(f, "detect"): "detect_format only looks at files: a folder batch is not recognised" for f in FOLDER},
 }
 
 

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from annogate.formats import Format, LoadError
+from annogate.formats import Format, LoadError, read_head, sample_files
 from annogate.formats._builder import AnnotatorFrom, BatchBuilder, sha256_of_files
 from annogate.model import Batch
 
@@ -87,15 +87,16 @@ def looks_like_labelme(path: Path, head: bytes) -> bool:
     Claimed: ``imagePath`` with ``shapes`` or ``imageData`` in the first megabyte, or
     an ``imageData`` key in a head that is a full megabyte (the base64 image came
     first and pushed the other keys further).
+
+    A folder is claimed when such a file lies in it, directly or one level down (one
+    sub-folder per annotator): a folder that merely contains a LabelMe folder deeper
+    down (``examples/``, a repository) is not one. Only a bounded sample is read.
     """
     if path.is_dir():
-        for p in _json_files(path)[:_MAX_SNIFF_FILES]:
-            try:
-                with open(p, "rb") as fh:
-                    if _looks(fh.read(_SNIFF_READ)):
-                        return True
-            except OSError:
-                continue
+        for p in sample_files(path, (".json",), max_files=_MAX_SNIFF_FILES, max_depth=1):
+            sample = read_head(p, _SNIFF_READ)
+            if sample is not None and _looks(sample):
+                return True
         return False
     return _looks(head)
 

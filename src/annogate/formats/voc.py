@@ -33,7 +33,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from annogate.formats import Format, LoadError
+from annogate.formats import Format, LoadError, read_head, sample_files
 from annogate.formats._builder import AnnotatorFrom, BatchBuilder, sha256_of_files
 from annogate.formats._xml import DEFAULT_LIMITS, XMLLimits, XMLProblem, child_text, line_of, parse_xml
 from annogate.model import Batch
@@ -61,15 +61,21 @@ def _xml_files(folder: Path) -> list[Path]:
 
 
 def looks_like_voc(path: Path, head: bytes) -> bool:
-    """A file whose root element is ``<annotation>``, or a folder holding such files."""
+    """A file whose root element is ``<annotation>``, or a folder holding such files.
+
+    A folder is claimed when such a file lies in its ``Annotations/`` (or in the folder
+    itself when there is none), directly or one level down (one sub-folder per
+    annotator): a folder that merely *contains* a VOC dataset deeper down (a
+    repository, ``examples/``) is not one, so the dataset is found as itself. Only a
+    bounded sample is read (this runs for every folder a collection visits).
+    """
     if path.is_dir():
-        for p in _xml_files(path)[:_MAX_SNIFF_FILES]:
-            try:
-                with open(p, "rb") as fh:
-                    if _ROOT_RE.match(fh.read(4096)):
-                        return True
-            except OSError:
-                continue
+        ann = path / "Annotations"
+        root = ann if ann.is_dir() else path
+        for p in sample_files(root, (".xml",), max_files=_MAX_SNIFF_FILES, max_depth=1):
+            sample = read_head(p, 4096)
+            if sample is not None and _ROOT_RE.match(sample):
+                return True
         return False
     return bool(_ROOT_RE.match(head[:65536]))
 

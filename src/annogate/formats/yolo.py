@@ -47,7 +47,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from annogate.formats import Format, LoadError
+from annogate.formats import Format, LoadError, read_head, sample_files
 from annogate.formats._builder import AnnotatorFrom, BatchBuilder, sha256_of_files
 from annogate.formats._imagesize import IMAGE_SUFFIXES, ImageSizeError, read_image_size
 from annogate.model import Batch
@@ -1122,9 +1122,19 @@ def sniff_yolo(path: Path, head: bytes) -> bool:
 
 
 def _folder_is_yolo(root: Path) -> bool:
-    if any((root / n).is_file() for n in (*_CONFIG_YAML, "obj.data")):
-        return True
-    if (root / "labels").is_dir() and ((root / "images").is_dir() or any((root / n).is_file() for n in _NAMES_FILES)):
+    """A dataset folder: a config that reads as one at its top, a ``labels/`` folder holding
+    ``.txt`` files beside ``images/`` or a class list, a Darknet ``obj_*`` layout, or a
+    classification layout. A folder that merely holds a ``data.yaml`` of another kind,
+    or a dataset deeper down, is not one."""
+    for n in (*_CONFIG_YAML, "obj.data"):
+        head = read_head(root / n, MAX_CONFIG_BYTES)
+        if head is not None and sniff_yolo(root / n, head):
+            return True
+    if (
+        (root / "labels").is_dir()
+        and ((root / "images").is_dir() or any((root / n).is_file() for n in _NAMES_FILES))
+        and sample_files(root / "labels", (".txt",), max_files=1)
+    ):
         return True
     try:
         children = sorted(root.iterdir())[:200]
