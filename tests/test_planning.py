@@ -127,3 +127,12 @@ def test_planning_rejects_bad_numbers(bad: float) -> None:
         estimation_plan(expected_rate=bad, margin=0.01)
     with pytest.raises(ValueError):
         acceptance_plan(aql=bad, ltpd=0.5)
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 5, 10, 29, 100, 1000, 100_000])
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.975, 0.995, 0.025])
+def test_t_quantile_equals_scipy(df: int, p: float) -> None:
+    from annogate.planning import t_cdf, t_quantile
+
+    assert t_quantile(p, df) == pytest.approx(scipy_stats.t.ppf(p, df), rel=1e-9, abs=1e-12)
+    assert t_cdf(1.7, df) == pytest.approx(scipy_stats.t.cdf(1.7, df), rel=1e-10)

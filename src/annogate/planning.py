@@ -36,6 +36,7 @@ __all__ = [
     "hypergeom_cdf",
     "iso2859_sample_size",
     "objects_to_decide",
+    "t_quantile",
     "wilson",
 ]
 
@@ -111,6 +112,72 @@ def hypergeom_cdf(c: int, lot: int, defective: int, n: int) -> float:
     terms = [log_comb(defective, k) + log_comb(lot - defective, n - k) - base for k in range(lo, hi + 1)]
     m = max(terms)
     return min(1.0, math.exp(m) * math.fsum(math.exp(t - m) for t in terms))
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    lbt = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(lbt) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(lbt) * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """Student's t distribution function, from the incomplete beta."""
+    if df <= 0:
+        raise ValueError("df must be positive")
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Student's t quantile (what ``scipy.stats.t.ppf`` gives), by bisection on :func:`t_cdf`.
+
+    Why here and not SciPy: the golden gate needs one quantile for drift intervals,
+    and SciPy is a large install for a pre-commit environment (tested against it).
+    """
+    _check_prob("p", p, open_low=True)
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    hi = 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+        if hi > 1e12:
+            return math.inf
+    return _bisect(lambda t: t_cdf(t, df) - p, 0.0, hi)
 
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
