@@ -298,6 +298,53 @@ def test_non_finite_rotation_is_a_problem_and_reads_as_zero(value: str, tmp_path
     np.testing.assert_array_equal(b.annotations.bbox[box], [10, 20, 40, 20])
 
 
+@pytest.mark.parametrize(
+    ("width", "height", "bad"),
+    [
+        (str(2**70), "-80", ("width", "height")),
+        ("nan", "80", ("width",)),
+        ("100", "inf", ("height",)),
+        ("0", "1e308", ("width", "height")),
+        (str(2**31 + 1), str(2**31), ("width",)),
+    ],
+)
+def test_absurd_image_size_is_a_problem_and_unknown(
+    width: str, height: str, bad: tuple[str, ...], tmp_path: Path
+) -> None:
+    """A width/height outside (0, 2**31] is an ``image_size`` problem naming the attribute and line; the size is unknown."""
+    text = (VALID / "all_shapes.xml").read_text("utf-8")
+    line = _line(VALID / "all_shapes.xml", 'name="a.jpg"')
+    head = re.search(r'<image [^>]*name="a.jpg"[^>]*>', text)
+    assert head is not None
+    new = re.sub(r'width="[^"]*"', f'width="{width}"', head.group(0))
+    new = re.sub(r'height="[^"]*"', f'height="{height}"', new)
+    p = tmp_path / "size.xml"
+    p.write_text(text.replace(head.group(0), new), "utf-8")
+    b = load_cvat(p)
+    got = [(q.rule, q.line, q.image) for q in b.problems]
+    assert got == [("image_size", line, "a.jpg")] * len(bad)
+    assert [m.message.split("=")[0] for m in b.problems] == [f"<image> {k}" for k in bad]
+    i = list(b.images.file_name).index("a.jpg")
+    for k in bad:
+        assert math.isnan(getattr(b.images, k)[i])
+    assert len(b.annotations) == 8  # no object hidden
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", str(2**40), "wide"])
+def test_absurd_task_original_size_is_a_problem(value: str, tmp_path: Path) -> None:
+    """A video's ``<original_size>`` gives every frame its size: a bad one is reported, never used."""
+    text = (VALID / "video.xml").read_text("utf-8")
+    m = re.search(r"<original_size>\s*<width>([^<]*)</width>", text)
+    assert m is not None
+    p = tmp_path / "video.xml"
+    p.write_text(text[: m.start(1)] + value + text[m.end(1) :], "utf-8")
+    b = load_cvat(p)
+    probs = [q for q in b.problems if q.rule == "image_size"]
+    assert len(probs) == 1 and "<original_size><width>" in probs[0].message
+    assert probs[0].line == text[: m.start(1)].count("\n") + 1
+    assert np.isnan(b.images.width).all()
+
+
 def test_bad_number_is_nan_not_dropped() -> None:
     b = load_cvat(INVALID / "bad_number__xtl_text.xml")
     assert len(b.annotations) == 1

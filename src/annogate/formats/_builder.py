@@ -37,9 +37,30 @@ from annogate.model import (
     SourceProblem,
 )
 
-__all__ = ["PARENT_DIR", "AnnotatorFrom", "BatchBuilder", "sha256_of_files"]
+__all__ = ["MAX_IMAGE_SIDE", "PARENT_DIR", "AnnotatorFrom", "BatchBuilder", "image_side_problem", "sha256_of_files"]
 
 _NAN = float("nan")
+
+#: Largest image width or height (pixels) a label file may state. Why: "finite and
+#: positive" still lets ``2**70`` or ``1e308`` through, a size no image has (the largest
+#: real ones are ~10^6 px a side) that makes every box "fit" and overflows pixel counts;
+#: every reader flags a side outside ``(0, MAX_IMAGE_SIDE]`` as an ``image_size``
+#: problem and treats that size as unknown.
+MAX_IMAGE_SIDE = 1 << 31
+
+
+def image_side_problem(value: float | None) -> str | None:
+    """Why ``value`` is no usable image side (NaN/inf, not positive, above ``MAX_IMAGE_SIDE``), or None."""
+    if value is None:
+        return "missing"
+    if value != value or value in (float("inf"), float("-inf")):
+        return f"{value!r} is not a finite number"
+    if value <= 0:
+        return f"{value:g} is not positive"
+    if value > MAX_IMAGE_SIDE:
+        return f"{value:g} exceeds the {MAX_IMAGE_SIDE} pixel limit"
+    return None
+
 
 #: ``annotator_from = "parent_dir"``: the folder holding the label file names its annotator.
 PARENT_DIR = "parent_dir"

@@ -63,8 +63,9 @@ the gates. Rules: ``undeclared_label`` (a label absent from ``<meta>`` while ``<
 declares labels; errors by default, set its severity to ``warning`` in the schema
 thresholds to be lenient), ``undeclared_attribute``, ``bad_attribute_value``,
 ``missing_field``, ``bad_number``, ``bad_points``, ``unknown_node``, ``duplicate_node``,
-``mask_invalid``, ``missing_image_size``, ``duplicate_image``, ``frame_outside_task``,
-``duplicate_frame``, ``unknown_element``.
+``mask_invalid``, ``missing_image_size``, ``image_size`` (a width or height that is not
+finite, not positive or above ``MAX_IMAGE_SIDE``: the size is then unknown),
+``duplicate_image``, ``frame_outside_task``, ``duplicate_frame``, ``unknown_element``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ import numpy as np
 import numpy.typing as npt
 
 from annogate.formats import Format, LoadError
-from annogate.formats._builder import BatchBuilder
+from annogate.formats._builder import BatchBuilder, image_side_problem
 from annogate.formats._xml import XMLProblem, line_of, parse_xml
 from annogate.model import Batch
 
@@ -357,6 +358,22 @@ class _Reader:
             self.problem("bad_number", f"<{el.tag}> {key}={raw!r} is not a number", el, pointer=pointer)
             return _NAN
 
+    def side(self, el: ET.Element, key: str, pointer: str, *, image: str | None = None) -> float:
+        """An image width/height: NaN (unknown) with an ``image_size`` problem unless in ``(0, MAX_IMAGE_SIDE]``.
+
+        Why: ``width="1180591620717411303424"`` or ``height="-80"`` parse as numbers, and a
+        2**70 image makes every box fit while a negative one makes none; neither is an image.
+        """
+        v = self.number(el, key, pointer)
+        raw = el.get(key)
+        if raw is None or _parse_float(raw) is None:  # missing or not a number: already a problem
+            return _NAN
+        why = image_side_problem(v)
+        if why is None:
+            return v
+        self.problem("image_size", f"<{el.tag}> {key}={raw!r:.40}: {why}", el, pointer=pointer, image=image)
+        return _NAN
+
     def rotation(self, el: ET.Element, pointer: str) -> float:
         """Degrees; a bad or non-finite angle is a problem and reads as 0 (the column stays usable)."""
         raw = el.get("rotation")
@@ -478,11 +495,26 @@ class _Reader:
                 stop=_int_or_none(_text(el, "stop_frame")),
                 step=max(1, int(m.group(1))) if m else 1,
                 size=_int_or_none(_text(el, "size")),
-                width=_float_or_none(_text(size, "width")),
-                height=_float_or_none(_text(size, "height")),
+                width=self._task_side(size, "width"),
+                height=self._task_side(size, "height"),
                 line=line_of(el),
             )
         )
+
+    def _task_side(self, size: ET.Element | None, tag: str) -> float | None:
+        """``<original_size><tag>``: None when absent; an ``image_size`` problem (and None) when unusable."""
+        text = _text(size, tag)
+        if size is None or text is None:
+            return None
+        v = _parse_float(text)
+        why = "not a number" if v is None else image_side_problem(v)
+        if why is None and v is not None:
+            return v
+        el = size.find(tag)
+        self.problem(
+            "image_size", f"<original_size><{tag}> {text!r:.40}: {why}", el, pointer=f"/meta//original_size/{tag}"
+        )
+        return None
 
     def assignee(self, task_id: str | None) -> str | None:
         if task_id is not None:
@@ -770,7 +802,7 @@ class _Reader:
                     "duplicate_image", f"image {key!r} appears twice: objects merged", im, pointer=ptr, image=key
                 )
             seen.add(key)
-            w, h = self.number(im, "width", ptr), self.number(im, "height", ptr)
+            w, h = self.side(im, "width", ptr, image=key), self.side(im, "height", ptr, image=key)
             self.b.add_image(key, width=w, height=h, line=line_of(im))
             self.image_size.setdefault(key, (w, h))
             fid = _int_or_none(im.get("id"))
@@ -921,15 +953,12 @@ def _extent(kp: Sequence[float]) -> tuple[float, float, float, float]:
     return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else _ABSENT_BOX
 
 
-def _float_or_none(s: str | None) -> float | None:
-    """A positive finite number, else None (an absent or bad size is an unknown size)."""
-    if s is None:
-        return None
+def _parse_float(s: str) -> float | None:
+    """``float(s)`` (NaN and inf included), or None when ``s`` is not a number at all."""
     try:
-        v = float(s)
+        return float(s)
     except ValueError:
         return None
-    return v if math.isfinite(v) and v > 0 else None
 
 
 def _sha256(path: Path) -> str:
