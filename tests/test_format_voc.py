@@ -108,6 +108,26 @@ def test_every_problem_has_file_line_and_rule() -> None:
     assert "f_nofilename.jpg" in b.images.index_by_name()
 
 
+def test_absurd_image_size_is_a_problem_and_unknown() -> None:
+    """``<width>2**70</width>`` and ``<height>nan</height>`` are numbers no image has: reported, size unknown."""
+    b = load_voc(INVALID / "image_size__huge_and_nan.xml")
+    assert [(p.line, p.rule) for p in b.problems] == [(4, "image_size"), (5, "image_size")]
+    assert "<size><width>" in b.problems[0].message and "<size><height>" in b.problems[1].message
+    assert math.isnan(b.images.width[0]) and math.isnan(b.images.height[0])
+    assert len(b.annotations) == 1  # the object is still gated
+
+
+@pytest.mark.parametrize(("text", "bad"), [("-80", True), ("inf", True), ("2147483649", True), ("2147483648", False)])
+def test_image_side_bounds(text: str, bad: bool, tmp_path: Path) -> None:
+    p = tmp_path / "x.xml"
+    p.write_text(
+        f"<annotation><filename>x.jpg</filename><size><width>{text}</width><height>9</height></size></annotation>"
+    )
+    b = load_voc(p)
+    assert [q.rule for q in b.problems] == (["image_size"] if bad else [])
+    assert math.isnan(b.images.width[0]) is bad
+
+
 def test_nothing_readable_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match=r"no \.xml files"):
         load_voc(tmp_path)

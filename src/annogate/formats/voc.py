@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from annogate.formats import Format, LoadError, read_head, sample_files
-from annogate.formats._builder import AnnotatorFrom, BatchBuilder, sha256_of_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, sha256_of_files
 from annogate.formats._xml import DEFAULT_LIMITS, XMLLimits, XMLProblem, child_text, line_of, parse_xml
 from annogate.model import Batch
 
@@ -171,11 +171,12 @@ class _Reader:
             ht, hl = child_text(size, "height")
             w, h = _number(wt), _number(ht)
             for tag, text, v, line in (("width", wt, w, wl), ("height", ht, h, hl)):
-                if v is None or v <= 0:
-                    what = "missing" if text is None else f"{text!r} is not a positive number"
+                # finite, positive and at most MAX_IMAGE_SIDE: 2**70 would make every box fit
+                what = image_side_problem(v) if text is None or v is not None else f"{text!r:.40} is not a number"
+                if what is not None:
                     b.problem(rule="image_size", message=f"<size><{tag}> {what}", file=rel, line=line, image=name)
-            w = w if w is not None and w > 0 else None
-            h = h if h is not None and h > 0 else None
+            w = w if image_side_problem(w) is None else None
+            h = h if image_side_problem(h) is None else None
         self.described.add((name, self.who))
         b.add_image(name, width=w, height=h, line=line_of(doc))
         return name
