@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,25 @@ def test_every_problem_has_file_line_pointer_and_rule() -> None:
     assert "imagePath" in b.problems[-1].message and "shapes" in b.problems[-1].message
     # the bad shapes are not silently dropped: rows for the readable ones, problems for the rest
     assert [b.category_name(i) for i in range(len(b.annotations))] == ["cat", None, "cat", "cat"]
+
+
+def test_absurd_image_size_is_a_problem_and_unknown() -> None:
+    """``imageWidth: 2**70`` and ``imageHeight: -80`` are sizes no image has: reported by pointer, size unknown."""
+    b = load_labelme(INVALID / "image_size__huge_and_negative.json")
+    got = [(p.line, p.pointer, p.rule) for p in b.problems]
+    assert got == [(1, "/imageWidth", "image_size"), (1, "/imageHeight", "image_size")]
+    assert "2147483648" in b.problems[0].message and "not positive" in b.problems[1].message
+    assert math.isnan(b.images.width[0]) and math.isnan(b.images.height[0])
+    assert len(b.annotations) == 1  # the shape is still gated
+
+
+@pytest.mark.parametrize(("value", "bad"), [(1e308, True), (2**31 + 1, True), (2**31, False), ("wide", True)])
+def test_image_side_bounds(value: object, bad: bool, tmp_path: Path) -> None:
+    doc = {"imagePath": "x.jpg", "shapes": [], "imageWidth": value, "imageHeight": 9}
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    b = load_labelme(tmp_path / "x.json")
+    assert [q.rule for q in b.problems] == (["image_size"] if bad else [])
+    assert math.isnan(b.images.width[0]) is bad
 
 
 def test_nothing_readable_is_a_load_error(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ import numpy as np
 import orjson
 
 from annogate.formats import Format, LoadError, read_head, sample_files
-from annogate.formats._builder import AnnotatorFrom, BatchBuilder, sha256_of_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, sha256_of_files
 from annogate.model import Batch
 
 __all__ = ["CIRCLE_VERTICES", "FORMAT", "load_labelme", "looks_like_labelme", "shape_lines"]
@@ -247,9 +247,13 @@ class _Reader:
         size: dict[str, float | None] = {}
         for key in ("imageWidth", "imageHeight"):
             v: Any = doc.get(key)
-            size[key] = float(v) if _finite_number(v) and v > 0 else None
-            if size[key] is None:
-                what = "missing" if v is None else f"{v!r} is not a positive number"
+            # finite, positive and at most MAX_IMAGE_SIDE: 1e308 would make every box fit
+            if v is None or _finite_number(v):
+                what = image_side_problem(None if v is None else float(v))
+            else:
+                what = f"{v!r:.40} is not a number"
+            size[key] = None if what is not None else float(v)
+            if what is not None:
                 b.problem(rule="image_size", message=f"{key} {what}", file=rel, line=1, pointer=f"/{key}", image=name)
         self.described.add((name, self.who))
         b.add_image(name, width=size["imageWidth"], height=size["imageHeight"], line=1)
