@@ -267,6 +267,22 @@ def test_invalid_fixture(path: Path) -> None:
         assert all(math.isfinite(v) for v in b.annotations.bbox.ravel())
 
 
+@pytest.mark.parametrize(
+    ("width", "bad"), [(2**70, True), (1e308, True), (2**31 + 1, True), (2**31, False), (-80, True)]
+)
+def test_absurd_original_size_is_a_problem(width: float, bad: bool, tmp_path: Path) -> None:
+    """An ``original_width`` no image has (2**70, -80) turns percent into absurd pixels: reported, region not read."""
+    doc = json.loads((DATA / "invalid" / "labelstudio" / "schema__zero_image_width.json").read_text())
+    doc[0]["annotations"][0]["result"][0]["original_width"] = width
+    p = tmp_path / "size.json"
+    p.write_text(json.dumps(doc))
+    b = load_labelstudio(p)
+    hits = [q for q in b.problems if q.rule == "schema" and "original_width" in q.message]
+    assert len(hits) == int(bad) and len(b.annotations) == int(not bad)
+    if not bad:
+        assert b.images.width[0] == 2**31 and b.annotations.bbox[0, 0] == pytest.approx(0.01 * 2**31)
+
+
 def test_hostile_huge_strings_are_problems(tmp_path: Path) -> None:
     big = "x" * (8 << 20)
     doc = [

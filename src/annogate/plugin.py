@@ -477,10 +477,11 @@ class GateItem(pytest.Item):
 
             verbose = self.config.get_verbosity()
             limit = self.config.getoption("annogate_max_findings")
-            if limit is None:
-                limit = 50 if verbose > 0 else 10
+            width = self.config.get_terminal_writer().fullwidth
             return "\n".join(
-                failure_lines(self.outcome.outcome(), excinfo.value.result, max_findings=limit, verbose=verbose)
+                failure_lines(
+                    self.outcome.outcome(), excinfo.value.result, max_findings=limit, verbose=verbose, width=width
+                )
             )
         return str(super().repr_failure(excinfo))
 
@@ -609,11 +610,13 @@ class Collector:
             return
         if not self.outcomes_ and not self.lines:
             return
-        from annogate.report.terminal import summary_lines
+        from annogate.report.terminal import session_lines
 
         terminalreporter.section("annogate")
         if self.outcomes_:
-            for line in summary_lines(self.outcomes_):
+            # the cost of each failing batch is printed here, once, not under each failing gate
+            width = terminalreporter._tw.fullwidth
+            for line in session_lines(self.outcomes_, width=width, verbosity=self.config.get_verbosity()):
                 terminalreporter.write_line(line)
         for line in self.lines:
             terminalreporter.write_line(line)

@@ -82,7 +82,7 @@ import numpy.typing as npt
 import orjson
 
 from annogate.formats import Format, LoadError
-from annogate.formats._builder import BatchBuilder
+from annogate.formats._builder import BatchBuilder, image_side_problem
 from annogate.model import Batch
 
 __all__ = ["FORMAT", "decode_brush_rle", "load_labelstudio", "looks_like_labelstudio", "ls_rectangle_to_model"]
@@ -610,10 +610,11 @@ class _Reader:
             # predictions imported into Label Studio often carry no size: use the one
             # the annotators' results gave this image, if any
             W, H = self.sizes.get(image, (None, None))
-        if W is None or H is None or W <= 0 or H <= 0:
+        # finite, positive and at most MAX_IMAGE_SIDE: 2**70 makes percent coordinates absurd pixels
+        if W is None or H is None or image_side_problem(W) is not None or image_side_problem(H) is not None:
             self.problem(
                 "schema",
-                f"{ptr}: original_width/original_height missing or not positive numbers"
+                f"{ptr}: original_width/original_height missing or not positive numbers up to 2**31"
                 f" ({r.get('original_width')!r:.40}, {r.get('original_height')!r:.40}):"
                 " percent coordinates cannot be converted to pixels",
                 pointer=ptr,
