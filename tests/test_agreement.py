@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from annogate.checks.agreement import (
+    ANNOTATOR_COLUMNS,
     GATE,
     RULES_SCHEMA,
     analyse,
@@ -580,3 +581,24 @@ def test_pairing_memory_is_bounded() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout.split()[-1]) >= 7900
+
+
+def test_cohort_rows_pool_their_annotators(flip_batch: tuple[Batch, Path, list[tuple[str, int, str]]]) -> None:
+    """Cohorts from ``cost.cohorts``: a row per cohort in the annotators table with its
+    annotators' trials and defects summed and the Wilson interval of the pooled rate."""
+    batch, _, _ = flip_batch
+    ctx = GateContext(
+        section={},
+        rules={"cost": {"cohorts": {"alice": "inhouse", "bob": "vendor", "carol": "vendor"}}},
+        base_dir=Path("."),
+        load=load_batch,
+    )
+    res = GATE.run(batch, ctx)
+    per, coh = res.metrics["per_annotator"], res.metrics["per_cohort"]
+    assert set(coh) == {"inhouse", "vendor"}
+    v = coh["vendor"]
+    assert v["trials"] == per["bob"]["trials"] + per["carol"]["trials"]
+    assert v["defects"] == per["bob"]["defects"] + per["carol"]["defects"] > 0
+    assert (v["wilson_low"], v["wilson_high"]) == wilson_interval(v["defects"], v["trials"])
+    rows = {r[0]: r for r in res.tables["annotators"][1:]}
+    assert rows["cohort:vendor"][ANNOTATOR_COLUMNS.index("defects")] == v["defects"]

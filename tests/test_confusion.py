@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,11 @@ def test_named_pair_fails_and_findings() -> None:
     res = confusion.GATE.run(batch, ctx_for(INVALID, sec, rules={"golden": {"file": "golden.json"}}))
     assert res.verdict == "failed"
     failed = [(c.metric, c.scope) for c in res.failed_checks]
-    assert failed == [("pair_rate", "pair:cyclist->pedestrian")]
+    # bob's one golden cyclist, labelled pedestrian, also fails bob's own pair check
+    assert failed == [
+        ("pair_rate", "pair:cyclist->pedestrian"),
+        ("pair_rate", "annotator:bob|pair:cyclist->pedestrian"),
+    ]
     # 1 of 1 golden cyclists: the value is the Wilson low end, the rate the sample is sure of
     low, _ = wilson_interval(1, 1)
     assert math.isclose(res.failed_checks[0].value, low) and low > 0.02
@@ -69,7 +74,10 @@ def test_max_pair_rate_and_min_support() -> None:
     batch = load_batch(INVALID / "batch.json")
     ctx = ctx_for(INVALID, {"file": "golden.json", "max_pair_rate": 0.15})
     res = confusion.GATE.run(batch, ctx)
-    assert [(c.metric, c.scope) for c in res.failed_checks] == [("pair_rate.max", "pair:cyclist->pedestrian")]
+    assert [(c.metric, c.scope) for c in res.failed_checks] == [
+        ("pair_rate.max", "pair:cyclist->pedestrian"),
+        ("pair_rate", "annotator:bob|pair:cyclist->pedestrian"),
+    ]
     # one confused cyclist of one: 100%, but its interval (20.7%-100%) straddles 50%: undecided, passes
     res = confusion.GATE.run(batch, ctx_for(INVALID, {"file": "golden.json", "max_pair_rate": 0.5}))
     assert res.verdict == "passed"
@@ -176,3 +184,73 @@ def test_confusion_per_annotator_names_who() -> None:
     assert (rec["ci95_low"], rec["ci95_high"]) == (low, high) and rec["decision"] == "undecided"
     table = res.tables["confusion_per_annotator"]
     assert table[0][:2] == ["annotator", "pair"] and table[1][:3] == ["alice", "cyclist->pedestrian", rec["count"]]
+
+
+COHORTS = {"cost": {"cohorts": {"alice": "vendorA", "bob": "vendorA", "carol": "vendorB"}}}
+
+
+def test_per_annotator_pair_check_names_who_and_prices_their_labels() -> None:
+    """examples/defective: alice labels 2 of her 7 golden cyclists pedestrian. With a 5% limit
+    the whole interval of her own rate lies above it: a check with scope
+    ``annotator:alice|pair:cyclist->pedestrian`` fails, her confused objects are errors, and
+    the pattern is priced once, on alice's labels (N_alice x 2 / her paired objects), not
+    again as the overall pair or as her cohort's."""
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    batch = load_batch(ex / "defective" / "batch.json")
+    sec = {"file": "golden/golden.json", "pairs": {"cyclist->pedestrian": 0.05}, "max_pair_rate": 0.05}
+    res = confusion.GATE.run(batch, ctx_for(ex, sec, rules=COHORTS))
+    failed = [(c.metric, c.scope) for c in res.failed_checks]
+    assert ("pair_rate", "annotator:alice|pair:cyclist->pedestrian") in failed
+    assert ("pair_rate", "cohort:vendorA|pair:cyclist->pedestrian") in failed
+    assert not any(s.startswith(("annotator:bob", "annotator:carol", "cohort:vendorB")) for _, s in failed)
+    check = next(c for c in res.checks if c.scope == "annotator:alice|pair:cyclist->pedestrian")
+    rec = res.metrics["per_annotator"]["alice"]["cyclist->pedestrian"]
+    assert check.value == pytest.approx(wilson_interval(rec["count"], rec["golden"])[0])
+    assert {f.annotator for f in res.findings if f.severity == "error"} == {"alice"}
+    assert [p.scope for p in res.cost.patterns] == ["annotator:alice|pair:cyclist->pedestrian"]
+    alice = batch.annotators.index("alice")
+    labels = int((batch.annotations.annotator == alice).sum())
+    # her objects paired with a golden object, counted independently of the gate
+    g = golden.GATE.run(batch, ctx_for(ex, {"file": "golden/golden.json"}))
+    paired = g.metrics["per_annotator"]["alice"]["tp"] + g.metrics["per_annotator"]["alice"]["mislabelled"]
+    assert res.cost.patterns[0].annotator == "alice"
+    assert res.cost.patterns[0].affected == pytest.approx(labels * rec["count"] / paired)
+    # the cohort's table rows
+    table = res.tables["confusion_per_annotator"]
+    assert ["cohort:vendorA", "cyclist->pedestrian"] == table[-1][:2]
+    assert res.metrics["per_cohort"]["vendorA"]["cyclist->pedestrian"]["count"] == rec["count"]
+
+
+def test_cohort_pattern_priced_when_no_annotator_of_it_fails() -> None:
+    from annogate.checks.confusion import _cost_facts
+    from annogate.findings import ThresholdCheck
+
+    def chk(scope: str) -> ThresholdCheck:
+        return ThresholdCheck(metric="pair_rate", scope=scope, value=0.5, limit=0.1, op="<=")
+
+    counts = Counter({("cyclist", "pedestrian"): 10, ("cyclist", "cyclist"): 10})
+    rows = Counter({"cyclist": 20})
+    sizes = {"cohort:v|pair:cyclist->pedestrian": (100, 20, 10), "annotator:a|pair:cyclist->pedestrian": (50, 10, 5)}
+    only_cohort = _cost_facts(
+        [chk("pair:cyclist->pedestrian"), chk("cohort:v|pair:cyclist->pedestrian")],
+        counts,
+        rows,
+        n_labels=400,
+        groups=sizes,
+    )
+    assert [(p.scope, p.affected) for p in only_cohort.patterns] == [("cohort:v|pair:cyclist->pedestrian", 50.0)]
+    both = _cost_facts(
+        [chk("cohort:v|pair:cyclist->pedestrian"), chk("annotator:a|pair:cyclist->pedestrian")],
+        counts,
+        rows,
+        n_labels=400,
+        groups=sizes,
+    )
+    assert [(p.scope, p.affected) for p in both.patterns] == [("annotator:a|pair:cyclist->pedestrian", 25.0)]
+    # a named pair that is also the worst: one pattern, not two
+    twice = [
+        chk("pair:cyclist->pedestrian"),
+        ThresholdCheck(metric="pair_rate.max", scope="pair:cyclist->pedestrian", value=0.5, limit=0.1, op="<="),
+    ]
+    overall = _cost_facts(twice, counts, rows, n_labels=400)
+    assert len(overall.patterns) == 1 and len(overall.patterns[0].checks) == 2

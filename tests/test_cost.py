@@ -461,6 +461,9 @@ def test_estimate_from_the_real_gates_on_the_defective_example() -> None:
     assert est.golden_defects == golden.cost.sampled.defects
     conf = next(r for r in results if r.gate == "confusion")
     assert conf.cost is not None and conf.cost.sampled is None and not conf.cost.exact
-    assert [p.pattern.scope for p in est.patterns if p.gate == "confusion"] == ["pair:cyclist->pedestrian"]
+    # alice's habit: priced on her labels, the overall pair not a second time
+    assert [p.pattern.scope for p in est.patterns if p.gate == "confusion"] == [
+        "annotator:alice|pair:cyclist->pedestrian"
+    ]
     # the four exact defects: dangling category, box past the edge, zero-width box, bow-tie
     assert est.deterministic_defects == 4

@@ -368,3 +368,35 @@ def test_hostile_masks_in_golden_and_batch_files() -> None:
     assert any("cannot be drawn" in m for m in out["golden"]["messages"])
     assert out["confusion"]["verdict"] in ("passed", "failed")
     assert out["agreement"]["metrics"]["matched_pairs"] == 1
+
+
+def test_cohort_rows_and_drift_by_cohort() -> None:
+    """examples/defective with cohorts from ``cost.cohorts``: bob (vendorA, with alice) shifts
+    his boxes. The per-annotator table gains a row per cohort (pooled objects); the drift
+    check runs per cohort too (scope ``cohort:vendorA``), and the cost prices bob's drift
+    once, on bob's labels: the cohort's drift is explained by its annotator's."""
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    batch = load_batch(ex / "defective" / "batch.json")
+    rules = {"cost": {"cohorts": {"alice": "vendorA", "bob": "vendorA", "carol": "vendorB"}}}
+    res = GATE.run(batch, ctx_for(ex, {"file": "golden/golden.json", "max_drift": 0.01}, rules=rules))
+    per, coh = res.metrics["per_annotator"], res.metrics["per_cohort"]
+    assert set(coh) == {"vendorA", "vendorB"}
+    for key in ("batch_objects", "tp", "mislabelled", "extra", "matched_pairs"):
+        assert coh["vendorA"][key] == per["alice"][key] + per["bob"][key]
+        assert coh["vendorB"][key] == per["carol"][key]
+    failed = {(c.metric, c.scope) for c in res.failed_checks}
+    assert ("drift.right", "cohort:vendorA") in failed and not any(s == "cohort:vendorB" for _, s in failed)
+    names = [r[0] for r in res.tables["golden_per_annotator"][1:]]
+    assert names == ["alice", "bob", "carol", "cohort:vendorA", "cohort:vendorB"]
+    drift = [p for p in res.cost.patterns if p.kind == "drift"]
+    assert [p.scope for p in drift] == ["annotator:bob"]
+    assert set(res.cost.sampled.by_annotator) == {"alice", "bob", "carol"}  # the cost model maps them to cohorts
+    # without annotators named (only a cohort check can fail), the cohort is priced on its labels
+    from annogate.checks.golden import _cost_facts
+
+    cohort_checks = [c for c in res.checks if c.scope == "cohort:vendorA"]
+    facts = _cost_facts(batch, res.metrics["overall"], {}, cohort_checks, rules["cost"]["cohorts"])
+    ab = [batch.annotators.index("alice"), batch.annotators.index("bob")]
+    assert [(p.scope, p.affected) for p in facts.patterns] == [
+        ("cohort:vendorA", float(np.isin(batch.annotations.annotator, ab).sum()))
+    ]

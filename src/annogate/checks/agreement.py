@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from annogate.checks.golden import cohort_map
 from annogate.consensus import NOTHING, AgreementAnalysis, alpha, analyse, consensus, pair_alphas
 from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_rows
 from annogate.gates import Gate, GateContext
@@ -441,6 +442,11 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
                 )
             )
 
+    # Per cohort (cost.cohorts: the one annotator -> cohort mapping), its annotators pooled.
+    cohort_metrics = _cohorts(ann_metrics, {c: a.coverage[c] for c in coders}, batch, cohort_map(ctx))
+    for name, rec in sorted(cohort_metrics.items()):
+        ann_rows.append([f"cohort:{name}", *rec.values()])
+
     population = int(a.rows.shape[0])
     if "thresholds" in cfg:
         checks += error_type_checks(findings=findings, population=population, cfg=cfg["thresholds"])
@@ -463,6 +469,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "objects_without_annotator": int((batch.annotations.annotator < 0).sum()),
         "pairs": pair_metrics,
         "per_annotator": ann_metrics,
+        "per_cohort": cohort_metrics,
     }
     return GateResult.from_checks(
         gate=NAME,
@@ -472,6 +479,38 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         metrics=metrics,
         tables={"pairs": pair_rows, "annotators": ann_rows},
     )
+
+
+def _cohorts(
+    per: Mapping[str, Mapping[str, Any]], coverage: Mapping[int, set[int]], batch: Batch, cohort_of: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Per cohort: its annotators' images (union), objects, trials and defects summed, with the Wilson interval.
+
+    Why pooled counts and not a mean of rates: a vendor's defect rate is its defects
+    over its trials, whoever in it made them; one busy annotator weighs by their work.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[int]] = defaultdict(list)
+    for c in coverage:
+        name = _name(batch, c)
+        if name in cohort_of and name in per:
+            groups[cohort_of[name]].append(c)
+    for cohort, members in groups.items():
+        recs = [per[_name(batch, c)] for c in members]
+        trials = sum(int(r["trials"]) for r in recs)
+        defects = sum(int(r["defects"]) for r in recs)
+        low, high = wilson_interval(defects, trials)
+        out[cohort] = {
+            "images": len(set().union(*(coverage[c] for c in members))),
+            "objects": sum(int(r["objects"]) for r in recs),
+            "trials": trials,
+            "defects": defects,
+            "defect_rate": defects / trials if trials else math.nan,
+            "wilson_low": float(low),
+            "wilson_high": float(high),
+            **{k: sum(int(r[k]) for r in recs) for k in ANNOTATOR_COLUMNS[8:]},
+        }
+    return out
 
 
 def _run(batch: Batch, ctx: GateContext) -> GateResult:

@@ -44,11 +44,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from annogate.checks.golden import MATCH_SCHEMA, match_or_result
+from annogate.checks.golden import MATCH_SCHEMA, cohort_map, match_or_result
 from annogate.defects import CostFacts, Pattern
 from annogate.findings import Finding, GateResult, ThresholdCheck, findings_for_rows
 from annogate.gates import Gate, GateContext
@@ -106,67 +107,97 @@ def confusion_counts(
     return out
 
 
-def _per_annotator(
-    batch: Batch, golden: Batch, res: Any, limits: dict[str, float], max_rate: Any
-) -> tuple[dict[str, dict[str, Any]], list[list[Any]]]:
-    """Each annotator's confused pairs: count over their objects paired with a golden ``a``.
+@dataclass(frozen=True, kw_only=True)
+class _Groups:
+    """Per annotator (and per cohort) confusion: metrics, table rows, checks and what prices them."""
 
-    Why: "cyclists labelled pedestrian" is usually one annotator's habit; the table
-    names who, with each rate's Wilson interval and its decision against the pair's
-    limit (the named pair's, else ``max_pair_rate``). The denominator is the
-    annotator's objects paired with a golden object of the class (a missed golden
-    object has no annotator).
+    metrics: dict[str, dict[str, Any]]
+    cohorts: dict[str, dict[str, Any]]
+    table: list[list[Any]]
+    checks: list[ThresholdCheck]
+    #: scope -> (group labels, paired objects of the group, count of the pair)
+    sizes: dict[str, tuple[int, int, int]]
+    failing: set[tuple[str, str]]  # (annotator, pair) whose own or cohort's check fails
+
+
+def _per_group(
+    batch: Batch,
+    golden: Batch,
+    res: Any,
+    limits: dict[str, float],
+    max_rate: Any,
+    support: int,
+    cohort_of: dict[str, str],
+) -> _Groups:
+    """Each annotator's (and cohort's) confused pairs, checked against the pair's limit.
+
+    Why: "cyclists labelled pedestrian" is usually one annotator's (or one vendor's)
+    habit; the table names who, with each rate's Wilson interval and its decision
+    against the pair's limit (the named pair's, else ``max_pair_rate`` when the
+    group has ``min_support`` objects of the class), and a check with scope
+    ``annotator:<name>|pair:a->b`` (``cohort:<name>|pair:a->b``) fails when the whole
+    interval lies above the limit. The denominator is the group's objects paired
+    with a reference object of the class (a missed golden object has no annotator).
     """
     head = ["annotator", "pair", "count", "golden", "rate", "ci95_low", "ci95_high", "limit", "decision"]
-    table: list[list[Any]] = [head]
-    out: dict[str, dict[str, Any]] = {}
+    out = _Groups(metrics={}, cohorts={}, table=[head], checks=[], sizes={}, failing=set())
     if not batch.annotators:
-        return out, table
+        return out
     paired = np.flatnonzero((res.batch_status == Status.MATCHED) | (res.batch_status == Status.MISLABELLED))
     gc = golden.annotations.category[res.batch_match[paired]].tolist()
     bc = batch.annotations.category[paired].tolist()
     who = batch.annotations.annotator[paired].tolist()
     gn = [str(n) for n in golden.categories.name.tolist()]
     bn = [str(n) for n in batch.categories.name.tolist()]
-    cells: Counter[tuple[int, str, str]] = Counter()
-    totals: Counter[tuple[int, str]] = Counter()
+    names = [str(n) for n in batch.annotators]
+    labels = np.bincount(batch.annotations.annotator[batch.annotations.annotator >= 0], minlength=len(names))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for w, n in enumerate(names):
+        groups[("annotator", n)] = [w]
+        if n in cohort_of:
+            groups.setdefault(("cohort", cohort_of[n]), []).append(w)
+    member = {w: [g for g, ws in groups.items() if w in ws] for w in range(len(names))}
+    cells: Counter[tuple[tuple[str, str], str, str]] = Counter()
+    totals: Counter[tuple[tuple[str, str], str]] = Counter()
+    objects: Counter[tuple[str, str]] = Counter()
     for w, g, b in zip(who, gc, bc, strict=True):
         if w < 0:
             continue
         a = gn[g] if g >= 0 else "<unknown>"
-        cells[(w, a, bn[b] if b >= 0 else "<unknown>")] += 1
-        totals[(w, a)] += 1
-    for (w, a, b), k in sorted(cells.items(), key=lambda x: (batch.annotators[x[0][0]], x[0][1], x[0][2])):
+        for grp in member[w]:
+            cells[(grp, a, bn[b] if b >= 0 else "<unknown>")] += 1
+            totals[(grp, a)] += 1
+            objects[grp] += 1
+    for (grp, a, b), k in sorted(cells.items(), key=lambda x: (x[0][0][0] != "annotator", x[0][0][1], *x[0][1:])):
         if a == b:
             continue
+        kind, name = grp
         pair = f"{a}->{b}"
-        lim = limits.get(pair, float(max_rate) if max_rate is not None else math.nan)
-        d = rate_decision(k, totals[(w, a)], lim, "<=")
-        name = str(batch.annotators[w])
+        total = totals[(grp, a)]
+        lim = limits.get(pair, float(max_rate) if max_rate is not None and total >= support else math.nan)
+        d = rate_decision(k, total, lim, "<=")
         rec = {
             "count": k,
-            "golden": totals[(w, a)],
+            "golden": total,
             "rate": d.rate,
             "ci95_low": d.low,
             "ci95_high": d.high,
             "limit": None if lim != lim else lim,
             "decision": None if lim != lim else d.state,
         }
-        out.setdefault(name, {})[pair] = rec
-        table.append(
-            [
-                name,
-                pair,
-                k,
-                rec["golden"],
-                round(d.rate, 4),
-                round(d.low, 4),
-                round(d.high, 4),
-                rec["limit"],
-                rec["decision"],
-            ]
+        (out.metrics if kind == "annotator" else out.cohorts).setdefault(name, {})[pair] = rec
+        label = name if kind == "annotator" else f"cohort:{name}"
+        out.table.append(
+            [label, pair, k, total, round(d.rate, 4), round(d.low, 4), round(d.high, 4), rec["limit"], rec["decision"]]
         )
-    return out, table
+        if lim == lim:
+            scope = f"{kind}:{name}|pair:{pair}"
+            check = ThresholdCheck(metric="pair_rate", scope=scope, value=d.bound, limit=lim, op="<=")
+            out.checks.append(check)
+            out.sizes[scope] = (int(sum(labels[w] for w in groups[grp])), objects[grp], k)
+            if not check.passed:
+                out.failing.update((names[w], pair) for w in groups[grp])
+    return out
 
 
 def _decision_word(d: RateDecision | None) -> str | None:
@@ -244,6 +275,8 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     if "max_pair_rate" in sec:
         mx = float(sec["max_pair_rate"])
         failing |= {f"{a}->{b}" for a, b in eligible if decide(a, b, mx).state == "fails"}
+    grp = _per_group(batch, golden, res, limits, sec.get("max_pair_rate"), support, cohort_map(ctx))
+    checks += grp.checks
 
     mis = res.batch_rows(Status.MISLABELLED)
     ref = "golden" if gm.consensus is None else "consensus"
@@ -251,8 +284,13 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     if mis.size:
         gnames = [golden.category_name(int(g)) or "<unknown>" for g in res.batch_match[mis].tolist()]
         bnames = [batch.category_name(int(i)) or "<unknown>" for i in mis.tolist()]
+        anames = [str(n) if n is not None else None for n in _annotator_names(batch, mis)]
+        bad = [
+            f"{gnames[k]}->{bnames[k]}" in failing or (anames[k], f"{gnames[k]}->{bnames[k]}") in grp.failing
+            for k in range(len(mis))
+        ]
         for sev in ("error", "warning"):
-            sel = [k for k in range(len(mis)) if (f"{gnames[k]}->{bnames[k]}" in failing) == (sev == "error")]
+            sel = [k for k in range(len(mis)) if bad[k] == (sev == "error")]
             if sel:
                 findings += findings_for_rows(
                     batch,
@@ -320,8 +358,8 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "golden_file": None if gm.consensus is not None else str(gm.golden_path),
         "reference": "file" if gm.consensus is None else "consensus",
     }
-    per_ann, ann_table = _per_annotator(batch, golden, res, limits, sec.get("max_pair_rate"))
-    metrics["per_annotator"] = per_ann
+    metrics["per_annotator"] = grp.metrics
+    metrics["per_cohort"] = grp.cohorts
     population = int(sum(row_total.values()))
     return GateResult.from_checks(
         gate="confusion",
@@ -329,13 +367,23 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         checks=checks,
         findings=findings,
         metrics=metrics,
-        tables={"confusion_matrix": matrix, "confusion_top_pairs": top, "confusion_per_annotator": ann_table},
-        cost=_cost_facts(checks, counts, row_total, n_labels=len(batch.annotations)),
+        tables={"confusion_matrix": matrix, "confusion_top_pairs": top, "confusion_per_annotator": grp.table},
+        cost=_cost_facts(checks, counts, row_total, n_labels=len(batch.annotations), groups=grp.sizes),
     )
 
 
+def _annotator_names(batch: Batch, rows: np.ndarray) -> list[str | None]:
+    names = batch.annotators
+    return [names[w] if 0 <= w < len(names) else None for w in batch.annotations.annotator[rows].tolist()]
+
+
 def _cost_facts(
-    checks: list[ThresholdCheck], counts: Counter[tuple[str, str]], row_total: Counter[str], *, n_labels: int
+    checks: list[ThresholdCheck],
+    counts: Counter[tuple[str, str]],
+    row_total: Counter[str],
+    *,
+    n_labels: int,
+    groups: dict[str, tuple[int, int, int]] | None = None,
 ) -> CostFacts:
     """Each failed pair is a systematic pattern (review keeps confusing the two classes).
 
@@ -344,17 +392,58 @@ def _cost_facts(
     every cyclist became a pedestrian is priced on the cyclists the batch should have,
     not on the cyclists it still has. The mislabelled objects themselves are the golden
     gate's sampled defects: not counted again here.
+
+    A pair failed by an annotator (scope ``annotator:<name>|pair:a->b``) is priced on
+    that annotator's labels alone, N_x x count_x(a, b) / paired_x; a cohort's
+    (``cohort:<name>|pair:a->b``) on the cohort's labels. The narrowest failing scope
+    explains the pattern, so it is priced once: a cohort's pair is not priced when
+    one of its annotators' is, and the overall pair not when any group's is. Two
+    failed checks on one scope (a named pair that is also the worst) are one pattern.
     """
     gold_total = sum(row_total.values())
-    pats: list[Pattern] = []
+    sizes = groups or {}
+    failed: dict[str, list[ThresholdCheck]] = {}
     for c in checks:
-        if c.passed or c.severity != "error" or not c.scope.startswith("pair:"):
-            continue
-        a, _, b = c.scope[len("pair:") :].partition("->")
-        if not row_total[a] or not gold_total:
-            continue
-        affected = n_labels * (row_total[a] / gold_total) * (counts[(a, b)] / row_total[a])
-        pats.append(Pattern(kind="confusion", scope=c.scope, affected=affected, category=a, checks=(c.to_dict(),)))
+        if not c.passed and c.severity == "error" and "pair:" in c.scope:
+            failed.setdefault(c.scope, []).append(c)
+    named: dict[str, set[str]] = {"annotator": set(), "cohort": set()}
+    for scope in failed:
+        kind, _, rest = scope.partition(":")
+        if kind in named:
+            named[kind].add(rest.partition("|pair:")[2])
+    pats: list[Pattern] = []
+    for scope, cs in sorted(failed.items()):
+        kind, _, rest = scope.partition(":")
+        who: str | None = None
+        if kind == "pair":
+            pair = rest
+            if pair in named["annotator"] or pair in named["cohort"]:
+                continue
+        else:
+            name, _, pair = rest.partition("|pair:")
+            if kind == "cohort" and pair in named["annotator"]:
+                continue
+            who = name if kind == "annotator" else None
+        a, _, b = pair.partition("->")
+        if kind == "pair":
+            if not row_total[a] or not gold_total:
+                continue
+            affected = n_labels * (row_total[a] / gold_total) * (counts[(a, b)] / row_total[a])
+        else:
+            labels, paired, k = sizes.get(scope, (0, 0, 0))
+            if not paired:
+                continue
+            affected = labels * k / paired
+        pats.append(
+            Pattern(
+                kind="confusion",
+                scope=scope,
+                affected=affected,
+                annotator=who,
+                category=a,
+                checks=tuple(c.to_dict() for c in cs),
+            )
+        )
     return CostFacts(patterns=tuple(pats))
 
 

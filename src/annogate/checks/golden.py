@@ -363,12 +363,10 @@ def _consensus_match(
 
 
 def _t975(df: int) -> float:
-    try:
-        from scipy.stats import t
+    """The 97.5% Student t quantile (exact: ``annogate.planning.t_quantile``, tested against SciPy)."""
+    from annogate.planning import t_quantile
 
-        return float(t.ppf(0.975, df))
-    except ImportError:  # pragma: no cover - scipy is a dependency; normal approximation otherwise
-        return 1.959963984540054
+    return t_quantile(0.975, df)
 
 
 def drift_stats(batch_box: npt.NDArray[np.float64], gold_box: npt.NDArray[np.float64]) -> dict[str, dict[str, float]]:
@@ -586,7 +584,9 @@ def _drift_checks(scope: str, drift: Mapping[str, Mapping[str, float]], limit: f
     ]
 
 
-def _per_annotator(batch: Batch, gm: GoldenMatch) -> dict[str, dict[str, Any]]:
+def _per_annotator(
+    batch: Batch, gm: GoldenMatch, cohort_of: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Per batch annotator: their objects' outcome on the golden images and their boundary drift.
 
     Why: a systematic habit is usually one person's (bob draws every box 12% to the
@@ -597,6 +597,9 @@ def _per_annotator(batch: Batch, gm: GoldenMatch) -> dict[str, dict[str, Any]]:
     judges one annotator (see :class:`annogate.consensus.ConsensusReference`), so
     missing, recall and accuracy are per annotator too. Objects without an
     annotator are left out here.
+
+    ``cohort_of`` (annotator -> cohort) instead gives one record per cohort, over
+    its annotators' objects together.
     """
     res, golden = gm.result, gm.golden
     ba, ga = batch.annotations, golden.annotations
@@ -606,15 +609,21 @@ def _per_annotator(batch: Batch, gm: GoldenMatch) -> dict[str, dict[str, Any]]:
     prow, pgold, piou = res.pairs()
     who = ba.annotator.astype(np.int64)
     owner = gm.owner()
+    groups: dict[str, list[int]] = {}
     for c, name in enumerate(batch.annotators):
-        mine = who == c
+        if cohort_of is None:
+            groups[str(name)] = [c]
+        elif str(name) in cohort_of:
+            groups.setdefault(cohort_of[str(name)], []).append(c)
+    for name, members in groups.items():
+        mine = np.isin(who, members)
         evaluated = mine & (res.batch_status != Status.UNEVALUATED) & (res.batch_status != Status.IGNORED)
         if not evaluated.any():
             continue
         tp = int(np.count_nonzero(mine & (res.batch_status == Status.MATCHED)))
         mis = int(np.count_nonzero(mine & (res.batch_status == Status.MISLABELLED)))
         extra = int(np.count_nonzero(mine & (res.batch_status == Status.UNMATCHED)))
-        sel = who[prow] == c
+        sel = np.isin(who[prow], members)
         rec: dict[str, Any] = {
             "batch_objects": tp + mis + extra,
             "tp": tp,
@@ -627,7 +636,7 @@ def _per_annotator(batch: Batch, gm: GoldenMatch) -> dict[str, dict[str, Any]]:
             "drift": drift_stats(ba.bbox[prow[sel]], ga.bbox[pgold[sel]]),
         }
         if owner is not None:
-            missing = int(np.count_nonzero((owner == c) & (res.gold_status == Status.UNMATCHED)))
+            missing = int(np.count_nonzero(np.isin(owner, members) & (res.gold_status == Status.UNMATCHED)))
             rec.update(
                 missing=missing,
                 mislabelled_golden=mis,
@@ -639,13 +648,19 @@ def _per_annotator(batch: Batch, gm: GoldenMatch) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _annotator_table(per_ann: Mapping[str, Mapping[str, Any]], *, consensus: bool = False) -> list[list[Any]]:
+def _annotator_table(
+    per_ann: Mapping[str, Mapping[str, Any]],
+    *,
+    consensus: bool = False,
+    cohorts: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[list[Any]]:
     head = ["annotator", "batch", "tp", "mislabelled", "extra", "precision", "mean_iou"]
     if consensus:  # every reference object judges one annotator: misses and recall are theirs
         head[5:5] = ["missing", "recall", "accuracy"]
     head += [f"drift_{e}" for e in EDGES] + [f"drift_{e}_sure" for e in EDGES]
     rows: list[list[Any]] = [head]
-    for name, m in sorted(per_ann.items()):
+    named = [*sorted(per_ann.items()), *((f"cohort:{n}", m) for n, m in sorted((cohorts or {}).items()))]
+    for name, m in named:
         judged = [m["missing"], _r(m["recall"]), _r(m["accuracy"])] if consensus else []
         rows.append(
             [
@@ -800,6 +815,7 @@ def _cost_facts(
     overall: Mapping[str, Any],
     per_ann: Mapping[str, Mapping[str, Any]],
     checks: list[ThresholdCheck],
+    cohort_of: Mapping[str, str] | None = None,
 ) -> CostFacts:
     """The golden sample's defects (extrapolated by the cost model) and drift patterns.
 
@@ -809,7 +825,11 @@ def _cost_facts(
     no annotator; against the consensus they are the judged annotator's misses).
     Patterns: a failed drift check is boundary drift review does not catch. Drift
     named for an annotator spoils that annotator's labels; when annotators are named,
-    the overall drift they cause is not priced a second time.
+    the overall drift they cause is not priced a second time. A cohort's drift
+    (scope ``cohort:<name>``) spoils its annotators' labels and is priced only when
+    none of its annotators' drift is (the narrowest scope explains it);
+    ``by_annotator`` stays keyed by annotator: the cost model maps annotators to
+    cohorts with the same ``cost.cohorts``.
     """
     by_type = {k: int(overall[k]) for k in ("mislabelled", "missing", "extra")}
     sample = int(overall["tp"]) + sum(by_type.values())
@@ -825,7 +845,9 @@ def _cost_facts(
     for c in checks:
         if c.metric.startswith("drift.") and not c.passed and c.severity == "error":
             drifted.setdefault(c.scope, []).append(c)
-    named = [s for s in drifted if s.startswith("annotator:")]
+    named = [s for s in drifted if s.startswith(("annotator:", "cohort:"))]
+    cohort_of = cohort_of or {}
+    drifting = {cohort_of.get(s[len("annotator:") :]) for s in drifted if s.startswith("annotator:")}
     ann = batch.annotations
     pats: list[Pattern] = []
     for scope, cs in sorted(drifted.items()):
@@ -833,7 +855,13 @@ def _cost_facts(
             continue
         who: str | None = None
         cls: str | None = None
-        if scope.startswith("annotator:"):
+        if scope.startswith("cohort:"):
+            cohort = scope[len("cohort:") :]
+            if cohort in drifting:
+                continue
+            ks = [i for i, n in enumerate(batch.annotators) if cohort_of.get(str(n)) == cohort]
+            affected = int(np.count_nonzero(np.isin(ann.annotator, ks)))
+        elif scope.startswith("annotator:"):
             who = scope[len("annotator:") :]
             k = batch.annotators.index(who) if who in batch.annotators else -1
             affected = int(np.count_nonzero(ann.annotator == k)) if k >= 0 else 0
@@ -854,6 +882,18 @@ def _cost_facts(
             )
         )
     return CostFacts(sampled=sampled if sample > 0 else None, patterns=tuple(pats))
+
+
+def cohort_map(ctx: GateContext) -> dict[str, str]:
+    """Annotator -> cohort, from ``[tool.annogate.cost] cohorts`` (one mapping for tables, checks and cost).
+
+    Why the cost section's: the cost model already itemises rework by that mapping
+    (:meth:`annogate.cost.CostParameters.cohort`); a second mapping for the quality
+    tables could disagree with it, and the same vendor would be blamed under two names.
+    """
+    cost = ctx.rules.get("cost")
+    raw = cost.get("cohorts") if isinstance(cost, Mapping) else None
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
 
 
 def _reference_metrics(gm: GoldenMatch) -> dict[str, Any]:
@@ -908,22 +948,26 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         )
         checks += _checks(f"class:{cls}", m, lim)
     per_ann = _per_annotator(batch, gm)
-    for name, m in sorted(per_ann.items()):
-        if gm.consensus is not None:
-            # against the consensus each annotator is judged on their own images: the rates are theirs
-            m["intervals"] = _rate_decisions(m, sec)
-            checks += _rate_checks(f"annotator:{name}", m, sec)
-        if "max_drift" in sec:
-            checks += _drift_checks(f"annotator:{name}", m["drift"], float(sec["max_drift"]))
+    cohort_of = cohort_map(ctx)
+    per_cohort = _per_annotator(batch, gm, cohort_of) if cohort_of else {}
+    for kind, group in (("annotator", per_ann), ("cohort", per_cohort)):
+        for name, m in sorted(group.items()):
+            if gm.consensus is not None:
+                # against the consensus each annotator is judged on their own images: the rates are theirs
+                m["intervals"] = _rate_decisions(m, sec)
+                checks += _rate_checks(f"{kind}:{name}", m, sec)
+            if "max_drift" in sec:
+                checks += _drift_checks(f"{kind}:{name}", m["drift"], float(sec["max_drift"]))
     mo = sec.get("min_object_iou")
     findings = _findings(batch, gm, None if mo is None else float(mo))
     st = gm.result.settings
     tables = _tables(overall, per)
-    tables["golden_per_annotator"] = _annotator_table(per_ann, consensus=gm.consensus is not None)
+    tables["golden_per_annotator"] = _annotator_table(per_ann, consensus=gm.consensus is not None, cohorts=per_cohort)
     metrics = {
         "overall": overall,
         "per_class": per,
         "per_annotator": per_ann,
+        "per_cohort": per_cohort,
         "golden_file": None if gm.consensus is not None else str(gm.golden_path),
         "reference": _reference_metrics(gm),
         "settings": {"iou_type": st.iou_type, "iou": st.iou, "max_dets": st.max_dets},
@@ -936,7 +980,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         findings=findings,
         metrics=metrics,
         tables=tables,
-        cost=_cost_facts(batch, overall, per_ann, checks),
+        cost=_cost_facts(batch, overall, per_ann, checks, cohort_of),
     )
     result.metrics = GateResult.to_dict(result)["metrics"]  # plain Python, nan -> None
     return result
