@@ -255,3 +255,62 @@ def test_results_list_is_a_batch_of_predictions(tmp_path: Path) -> None:
     found = {(f.rule, f.pointer) for f in Engine().run_gate(p, "schema").findings}
     # the only finding is the bad box: without its ground truth nothing dangles
     assert found == {("schema", "/1/bbox/3")}
+
+
+def _many(n: int) -> dict[str, Any]:
+    """``n`` annotations over several chunks mixing polygons, RLE, keypoints and boxes only."""
+    anns: list[dict[str, Any]] = []
+    for i in range(n):
+        a: dict[str, Any] = {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [i, 1.5, 2, 3], "area": i * 0.5}
+        if i % 97 == 5:
+            a["segmentation"] = {"size": [4, 4], "counts": [0, 16]}
+        elif i % 89 == 7:
+            a["keypoints"] = [i, i + 0.25, 2, 1, 2, 0]
+            a["num_keypoints"] = 1
+        elif i % 3:
+            a["segmentation"] = [[i + k * 0.5 for k in range(2 * (3 + i % 5))]] * (1 + i % 2)
+        anns.append(a)
+    return {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}],
+        "categories": [{"id": 1, "name": "c"}],
+        "annotations": anns,
+    }
+
+
+def test_columns_grown_in_place_equal_a_plain_concatenation(tmp_path: Path) -> None:
+    """The columns are grown chunk by chunk in one buffer (no final concatenate): the
+    values, their order and dtypes equal a flat walk of the document across many chunks."""
+    doc = _many(20000)
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(doc))
+    ann = load_batch(p).annotations
+    anns = doc["annotations"]
+    xy = [v for a in anns if type(a.get("segmentation")) is list for r in a["segmentation"] for v in r]
+    kp = [v for a in anns for v in a.get("keypoints", [])]
+    assert ann.poly_xy.dtype == np.float64 and ann.poly_xy.tolist() == xy
+    assert ann.keypoints.tolist() == kp
+    assert ann.bbox.shape == (len(anns), 4) and ann.bbox.tolist() == [a["bbox"] for a in anns]
+    assert ann.area.tolist() == [a["area"] for a in anns]
+    assert ann.id.tolist() == list(range(1, len(anns) + 1)) and bool(ann.id_valid.all())
+    assert [k for k in range(len(anns)) if ann.rle[k] is not None] == [
+        k for k, a in enumerate(anns) if type(a.get("segmentation")) is dict
+    ]
+    assert ann.ring_offsets[-1] == len(xy) and ann.kp_offsets[-1] * 3 == len(kp)
+    assert ann.seg_kind.tolist() == [
+        SEG_RLE if type(a.get("segmentation")) is dict else SEG_POLYGON if "segmentation" in a else SEG_NONE
+        for a in anns
+    ]
+
+
+def test_boolean_coordinate_beyond_the_sampled_elements_is_a_schema_problem(tmp_path: Path) -> None:
+    """``true`` among a polygon's numbers is not a coordinate, even in an element the
+    JSON Schema samples do not reach (NumPy would read it as 1.0)."""
+    doc = _many(500)
+    for a in doc["annotations"]:  # polygons only: the chunk takes the fast path
+        a.pop("keypoints", None), a.pop("num_keypoints", None)
+        a["segmentation"] = [[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]]
+    doc["annotations"][400]["segmentation"] = [[1.5, True, 3.0, 4.0, 5.0, 6.0]]
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(doc, indent=1))
+    problems = [pr for pr in load_batch(p).problems if pr.rule == "schema"]
+    assert [pr.pointer for pr in problems] == ["/annotations/400/segmentation/0/1"]

@@ -8,7 +8,8 @@ runs the shipped JSON Schema on it and hands jsonschema's own message and pointe
 to the schema gate as a :class:`~annogate.model.SourceProblem`. The first elements
 of every array are validated too, so a systematically wrong export is reported
 in the schema's words even where the fast checks are lenient (booleans inside
-number arrays are the one known leniency: NumPy reads ``true`` as 1.0).
+a ``bbox`` are the one known leniency: NumPy reads ``true`` as 1.0; coordinates
+are checked exactly).
 
 Ids are exact: an id that is not a JSON integer within 64 bits (``1.0``, ``2**70``)
 is a schema problem and its row is marked invalid, so it never joins and never
@@ -61,6 +62,45 @@ class _Element:
     key: str | None
     index: int
     item: Any
+
+
+class _Grow:
+    """A NumPy column grown in place, so the finished column costs ~1x its size at peak.
+
+    Why: keeping per-chunk arrays and concatenating them at the end holds the parts
+    and the result at once (2x the coordinate column, the largest thing a batch
+    holds). Here chunks are copied into one buffer that ``ndarray.resize`` enlarges by
+    a quarter when full: for large buffers glibc's ``realloc`` moves pages with
+    ``mremap`` instead of copying them, and only the new quarter is touched (zeroed),
+    so the peak is at most ~1.25x the column; :meth:`take` shrinks it to the exact
+    length the same way. Values are copied unchanged (byte-identical to a concatenate).
+    Every column of the annotations is kept so, not as Python lists: a list holds an
+    8-byte pointer and often a 28-32-byte object per value, which at 1.3M annotations
+    and a dozen columns weighed as much as the coordinates.
+    """
+
+    __slots__ = ("buf", "n")
+
+    def __init__(self, dtype: type[np.generic] = np.float64) -> None:
+        self.buf: npt.NDArray[Any] = np.empty(0, dtype)
+        self.n = 0
+
+    def extend(self, values: npt.ArrayLike) -> None:
+        values = np.asarray(values, self.buf.dtype)
+        k = int(values.size)
+        need = self.n + k
+        if need > self.buf.size:
+            self.buf.resize(max(need, self.buf.size + (self.buf.size >> 2), 1 << 16), refcheck=False)
+        self.buf[self.n : need] = values.reshape(-1)
+        self.n = need
+
+    def take(self) -> npt.NDArray[Any]:
+        """The column (exact length); the grower is empty afterwards."""
+        buf, self.buf = self.buf, np.empty(0, self.buf.dtype)
+        if buf.size != self.n:
+            buf.resize(self.n, refcheck=False)
+        self.n = 0
+        return buf
 
 
 def _exact_ids(values: list[Any]) -> bool:
@@ -195,24 +235,25 @@ class _Annotations(_Builder):
         super().__init__(None if results else "annotations")  # a results list is the root array
         self.results = results
         self.annotator_field = annotator_field
-        self.id: list[int | None] = []
-        self.image_id: list[int | None] = []
-        self.category_id: list[int | None] = []
-        self.bbox: list[npt.NDArray[np.float64]] = []
-        self.area: list[float] = []
-        self.iscrowd: list[bool] = []
-        self.score: list[float] = []
-        self.annotator: list[int] = []
+        # columns, converted chunk by chunk (see _Grow)
+        self.id, self.id_valid = _Grow(np.int64), _Grow(np.bool_)
+        self.image_id, self.image_id_valid = _Grow(np.int64), _Grow(np.bool_)
+        self.category_id, self.category_id_valid = _Grow(np.int64), _Grow(np.bool_)
+        self.bbox = _Grow()  # flat, 4 per annotation
+        self.area = _Grow()
+        self.iscrowd = _Grow(np.bool_)
+        self.score = _Grow()
+        self.annotator = _Grow(np.int32)
         self.annotators: dict[str, int] = {}
         self.line: list[npt.NDArray[np.int64]] = []
-        self.seg_kind: list[int] = []
-        self.xy_parts: list[npt.NDArray[np.float64]] = []
-        self.ring_len: list[int] = []
-        self.rings_per_ann: list[int] = []
-        self.rle: list[Any] = []
-        self.kp_parts: list[npt.NDArray[np.float64]] = []
-        self.kp_count: list[int] = []
-        self.num_kp: list[int] = []
+        self.seg_kind = _Grow(np.int8)
+        self.xy = _Grow()
+        self.ring_len = _Grow(np.int64)
+        self.rings_per_ann = _Grow(np.int64)
+        self.rle: dict[int, Any] = {}  # row -> RLE object (few rows have one)
+        self.kp = _Grow()
+        self.kp_count = _Grow(np.int64)
+        self.num_kp = _Grow(np.int32)
         self.problems: list[SourceProblem] = []
         self.captions = 0  # elements of a captions file ({image_id, caption})
         self.panoptic = 0  # elements of a panoptic file ({image_id, file_name, segments_info})
@@ -311,9 +352,13 @@ class _Annotations(_Builder):
             if rings and set(map(type, rings)) != {list}:
                 return False
             ring_len = list(map(len, rings))
-            flat = list(chain.from_iterable(rings))
-            xy = np.array(flat) if flat else np.empty(0, np.float64)
-            if xy.dtype.kind not in "fiu" or xy.shape != (len(flat),):
+            count = sum(ring_len)
+            # every coordinate an int or a float (decided at C speed), then straight to float64
+            if not set(map(type, chain.from_iterable(rings))) <= {int, float}:
+                return False
+            try:
+                xy = np.fromiter(chain.from_iterable(rings), np.float64, count)
+            except OverflowError:  # an integer beyond float range: the careful path flags it
                 return False
             rper = list(map(len, polys))
             kinds = [SEG_POLYGON if sg is not None else SEG_NONE for sg in segs]
@@ -322,24 +367,62 @@ class _Annotations(_Builder):
         annot = [self._annotator(a) for a in items] if self._has_annotators(items) else [-1] * len(items)
         # all checks passed: append
         n = len(items)
-        self.id.extend(ids)
-        self.image_id.extend(iids)
-        self.category_id.extend(cids)
-        self.bbox.append(bbox.astype(np.float64, copy=False))
         nan = float("nan")
-        self.area.extend([nan if a is None else a for a in areas] if type(None) in at else areas)
-        self.iscrowd.extend(c == 1 for c in crowd)
-        self.score.extend(nan if v is None else v for v in scores)
-        self.seg_kind.extend(kinds)
+        self._commit(
+            ids=ids,
+            iids=iids,
+            cids=cids,
+            bbox=bbox,
+            areas=[nan if a is None else a for a in areas] if type(None) in at else areas,
+            crowd=np.array(crowd, np.int64) == 1,
+            scores=[nan if v is None else v for v in scores],
+            kinds=kinds,
+            ring_len=ring_len,
+            rper=rper,
+            kpc=np.zeros(n, np.int64),
+            nkp=np.full(n, -1, np.int32),
+            annot=annot,
+        )
         if len(xy):
-            self.xy_parts.append(xy.astype(np.float64, copy=False))
+            self.xy.extend(xy)
+        return True
+
+    def _commit(
+        self,
+        *,
+        ids: list[Any],
+        iids: list[Any],
+        cids: list[Any],
+        bbox: npt.NDArray[np.float64],
+        areas: list[Any],
+        crowd: npt.ArrayLike,
+        scores: list[Any],
+        kinds: list[int],
+        ring_len: list[int],
+        rper: list[int],
+        kpc: npt.ArrayLike,
+        nkp: npt.ArrayLike,
+        annot: list[int],
+    ) -> None:
+        """Append one chunk's per-annotation values to the columns (ids exact or None)."""
+        for col, valid, values in (
+            (self.id, self.id_valid, ids),
+            (self.image_id, self.image_id_valid, iids),
+            (self.category_id, self.category_id_valid, cids),
+        ):
+            arr, ok = _int64(values)
+            col.extend(arr)
+            valid.extend(ok)
+        self.bbox.extend(bbox)
+        self.area.extend(areas)
+        self.iscrowd.extend(crowd)
+        self.score.extend(scores)
+        self.seg_kind.extend(kinds)
         self.ring_len.extend(ring_len)
         self.rings_per_ann.extend(rper)
-        self.rle.extend([None] * n)
-        self.kp_count.extend([0] * n)
-        self.num_kp.extend([-1] * n)
+        self.kp_count.extend(kpc)
+        self.num_kp.extend(nkp)
         self.annotator.extend(annot)
-        return True
 
     def _has_annotators(self, items: list[dict[str, Any]]) -> bool:
         if self.annotator_field is not None:
@@ -351,16 +434,19 @@ class _Annotations(_Builder):
         xy: list[Any] = []
         kps: list[Any] = []
         bbs: list[Any] = []
-        ids, iids, cids = self.id, self.image_id, self.category_id
-        areas, crowd, scores, kinds = self.area, self.iscrowd, self.score, self.seg_kind
-        rlen, rper, rles, kpc, nkp, annot = (
-            self.ring_len,
-            self.rings_per_ann,
-            self.rle,
-            self.kp_count,
-            self.num_kp,
-            self.annotator,
-        )
+        ids: list[int | None] = []
+        iids: list[int | None] = []
+        cids: list[int | None] = []
+        areas: list[float] = []
+        crowd: list[bool] = []
+        scores: list[float] = []
+        kinds: list[int] = []
+        rlen: list[int] = []
+        rper: list[int] = []
+        kpc: list[int] = []
+        nkp: list[int] = []
+        annot: list[int] = []
+        row0 = self.n  # row of the chunk's first element in the columns
         results = self.results
         for k, it in enumerate(chunk.items):
             index = chunk.first + k
@@ -406,11 +492,10 @@ class _Annotations(_Builder):
                     else:
                         ok = False
                 rper.append(n_r)
-                rles.append(None)
             elif type(seg) is dict:
                 kinds.append(SEG_RLE)
                 rper.append(0)
-                rles.append(seg)
+                self.rle[row0 + k] = seg
                 size, counts = seg.get("size"), seg.get("counts")
                 ok = (
                     ok
@@ -423,7 +508,6 @@ class _Annotations(_Builder):
             else:
                 kinds.append(SEG_NONE)
                 rper.append(0)
-                rles.append(None)
                 ok = ok and seg is None
             kp = g("keypoints")
             if type(kp) is list:
@@ -457,11 +541,25 @@ class _Annotations(_Builder):
                     rows[k] = b
                 else:
                     self.flag(chunk.first + k, int(chunk.lines[k]), chunk.items[k])
-        self.bbox.append(rows)
+        self._commit(
+            ids=ids,
+            iids=iids,
+            cids=cids,
+            bbox=rows,
+            areas=areas,
+            crowd=crowd,
+            scores=scores,
+            kinds=kinds,
+            ring_len=rlen,
+            rper=rper,
+            kpc=kpc,
+            nkp=nkp,
+            annot=annot,
+        )
         if xy:
-            self.xy_parts.append(self._numeric(xy, chunk, "segmentation"))
+            self.xy.extend(self._numeric(xy, chunk, "segmentation"))
         if kps:
-            self.kp_parts.append(self._numeric(kps, chunk, "keypoints"))
+            self.kp.extend(self._numeric(kps, chunk, "keypoints"))
 
     def _numeric(self, values: list[Any], chunk: Chunk, field: str) -> npt.NDArray[np.float64]:
         """Flat numbers to float64; on a non-number, flag the elements that hold one."""
@@ -479,43 +577,42 @@ class _Annotations(_Builder):
 
     def build(self) -> tuple[Annotations, tuple[str, ...]]:
         n = self.n
-        bbox = np.concatenate(self.bbox) if self.bbox else np.empty((0, 4), np.float64)
-        ring_len = np.array(self.ring_len, np.int64)
+        bbox = self.bbox.take().reshape(-1, 4)
+        ring_len = self.ring_len.take()
         ring_offsets = np.zeros(ring_len.size + 1, np.int64)
         np.cumsum(ring_len, out=ring_offsets[1:])
+        del ring_len
         ann_ring = np.zeros(n + 1, np.int64)
-        np.cumsum(np.array(self.rings_per_ann, np.int64), out=ann_ring[1:])
+        np.cumsum(self.rings_per_ann.take(), out=ann_ring[1:])
         kp_off = np.zeros(n + 1, np.int64)
-        np.cumsum(np.array(self.kp_count, np.int64), out=kp_off[1:])
-        rle = np.empty(n, dtype=object)
-        rle[:] = self.rle
-        ids, id_valid = _int64(self.id)
-        image_id, image_id_valid = _int64(self.image_id)
-        category_id, category_id_valid = _int64(self.category_id)
+        np.cumsum(self.kp_count.take(), out=kp_off[1:])
+        rle = np.empty(n, dtype=object)  # None everywhere but the RLE rows
+        for row, obj in self.rle.items():
+            rle[row] = obj
         ann = Annotations(
-            id=ids,
-            id_valid=id_valid,
+            id=self.id.take(),
+            id_valid=self.id_valid.take(),
             image=np.full(n, -1, np.int32),
             category=np.full(n, -1, np.int32),
-            image_id=image_id,
-            image_id_valid=image_id_valid,
-            category_id=category_id,
-            category_id_valid=category_id_valid,
+            image_id=self.image_id.take(),
+            image_id_valid=self.image_id_valid.take(),
+            category_id=self.category_id.take(),
+            category_id_valid=self.category_id_valid.take(),
             bbox=bbox,
-            area=np.array(self.area, np.float64),
-            iscrowd=np.array(self.iscrowd, np.bool_),
-            score=np.array(self.score, np.float64),
-            annotator=np.array(self.annotator, np.int32),
+            area=self.area.take(),
+            iscrowd=self.iscrowd.take(),
+            score=self.score.take(),
+            annotator=self.annotator.take(),
             line=_lines(self.line),
             file=np.zeros(n, np.int32),
-            seg_kind=np.array(self.seg_kind, np.int8),
-            poly_xy=np.concatenate(self.xy_parts) if self.xy_parts else np.empty(0, np.float64),
+            seg_kind=self.seg_kind.take(),
+            poly_xy=self.xy.take(),
             ring_offsets=ring_offsets,
             ann_ring_offsets=ann_ring,
             rle=rle,
-            keypoints=np.concatenate(self.kp_parts) if self.kp_parts else np.empty(0, np.float64),
+            keypoints=self.kp.take(),
             kp_offsets=kp_off,
-            num_keypoints=np.array(self.num_kp, np.int32),
+            num_keypoints=self.num_kp.take(),
         )
         return ann, tuple(self.annotators)
 
