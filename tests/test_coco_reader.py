@@ -314,3 +314,62 @@ def test_boolean_coordinate_beyond_the_sampled_elements_is_a_schema_problem(tmp_
     p.write_text(json.dumps(doc, indent=1))
     problems = [pr for pr in load_batch(p).problems if pr.rule == "schema"]
     assert [pr.pointer for pr in problems] == ["/annotations/400/segmentation/0/1"]
+
+
+def _sparse(p: Path, size: int) -> Path:
+    with open(p, "wb") as f:
+        f.write(b'{"images": [')
+        f.truncate(size)
+    return p
+
+
+def test_file_over_the_size_cap_is_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sparse 8 GiB file over the cap: a LoadError naming its size, and not one block read."""
+    p = _sparse(tmp_path / "b.json", 8 << 30)
+    monkeypatch.setenv("ANNOGATE_MAX_BATCH_BYTES", str(1 << 20))
+    reads: list[int] = []
+    real_open = open
+
+    def spy_open(*a: Any, **kw: Any) -> Any:
+        f = real_open(*a, **kw)
+        if Path(a[0]) == p and "b" in str(a[1] if len(a) > 1 else kw.get("mode", "")):
+            orig = f.read
+            f.read = lambda n=-1: reads.append(n) or orig(n)  # type: ignore[method-assign]
+        return f
+
+    monkeypatch.setattr(jsonscan, "open", spy_open, raising=False)
+    with pytest.raises(LoadError, match=r"8,589,934,592 bytes \(8\.0 GiB\) is over the limit of 1,048,576"):
+        load_batch(p, format="coco")
+    assert reads == []
+
+
+def test_size_cap_setting_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "b.json"
+    p.write_text('{"images": [], "annotations": [], "categories": []}')
+    monkeypatch.setenv("ANNOGATE_MAX_BATCH_BYTES", "lots")
+    with pytest.raises(LoadError, match="ANNOGATE_MAX_BATCH_BYTES='lots' is not a positive number"):
+        load_batch(p, format="coco")
+    monkeypatch.setenv("ANNOGATE_MAX_BATCH_BYTES", "10")
+    with pytest.raises(LoadError, match="over the limit of 10 bytes"):
+        load_batch(p, format="coco")
+
+
+@pytest.mark.parametrize("block", [5, 1 << 20])
+def test_zero_filled_file_under_the_cap_fails_at_its_first_nul(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sparse 8 GiB file under the cap is a syntax error at the first NUL (line 1, column 13),
+    found in the first block: the file is never read on (it was read whole into memory)."""
+    monkeypatch.setattr(jsonscan, "_BLOCK", block)
+    p = _sparse(tmp_path / "b.json", 8 << 30)
+    with pytest.raises(LoadError, match="control character 0x00") as e:
+        load_batch(p, format="coco")
+    assert (e.value.line, e.value.column) == (1, 13)
+
+
+def test_tabs_and_crlf_are_whitespace_not_control_characters(tmp_path: Path) -> None:
+    p = tmp_path / "b.json"
+    p.write_bytes(
+        b'{\r\n\t"images": [{"id": 1, "file_name": "a.jpg",\t"width": 4, "height": 4}],\r\n"annotations": []}'
+    )
+    assert len(load_batch(p, format="coco").images) == 1

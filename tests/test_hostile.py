@@ -40,7 +40,6 @@ XFAIL: dict[str, str] = {
     "yolo_class_id_2e70": "exit 0: labels/train/b.txt (class 2**70, -1) dropped; batch is ds/labels/train/a.txt, 1 image",
     "report_dangling_symlink_into_batches_to_batch": "exit 1 and batches/new.json created: a dangling report symlink into the batch folder is followed",
     "batch_symlink_to_dev_zero": "exit 0: a command-line batch symlinked to /dev/zero is silently skipped",
-    "batch_sparse_8GB": "blow-up: MemoryError under the 4 GiB cap (or hang at 60 s): an 8 GB sparse COCO file is read whole; COCO has no size cap",
 }
 
 

@@ -17,6 +17,7 @@ the 1-based line and column, so callers can report it like a parser would.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-__all__ = ["Chunk", "JSONError", "Scan", "scan_json"]
+__all__ = ["Chunk", "FileTooLarge", "JSONError", "Scan", "scan_json"]
 
 _BLOCK = 16 << 20
 _CHUNK_ELEMENTS = 8192
@@ -43,6 +44,16 @@ _ISWS[list(_WS)] = True
 # Non-whitespace bytes remembered before a value, to read its key: enough for any
 # streamed key even with every character written as a \uXXXX escape.
 _KEY_TAIL = 160
+
+
+class FileTooLarge(ValueError):
+    """The file is larger than the caller's cap (raised before anything is read)."""
+
+    def __init__(self, *, path: Path, size: int, limit: int) -> None:
+        super().__init__(f"{path}: {size:,} bytes, over the limit of {limit:,} bytes")
+        self.path = path
+        self.size = size
+        self.limit = limit
 
 
 class JSONError(ValueError):
@@ -85,12 +96,20 @@ class Scan:
 
 
 def _line_col(path: Path, offset: int) -> tuple[int, int]:
-    """Line and column of a byte offset; re-reads the prefix (error path only)."""
+    """Line and column of a byte offset; re-reads the prefix block by block (error path only,
+    so an error deep in a huge file never loads the file whole)."""
+    line, line_start, done = 1, 0, 0
     with open(path, "rb") as f:
-        prefix = f.read(offset)
-    line = prefix.count(b"\n") + 1
-    col = offset - (prefix.rfind(b"\n") + 1) + 1
-    return line, col
+        while done < offset:
+            block = f.read(min(_BLOCK, offset - done))
+            if not block:
+                break
+            n = block.count(b"\n")
+            if n:
+                line += n
+                line_start = done + block.rfind(b"\n") + 1
+            done += len(block)
+    return line, offset - line_start + 1
 
 
 def _unescaped_quotes(arr: npt.NDArray[np.uint8], carry_bs: int = 0) -> npt.NDArray[np.int64]:
@@ -117,6 +136,19 @@ def _unescaped_quotes(arr: npt.NDArray[np.uint8], carry_bs: int = 0) -> npt.NDAr
             keep[0] = False
         quotes = quotes[keep]
     return quotes
+
+
+def _trailing_backslashes(arr: npt.NDArray[np.uint8]) -> int:
+    """How many backslashes end ``arr``; searches backwards in growing windows (no block copy)."""
+    w = 64
+    while True:
+        lo = max(0, arr.size - w)
+        other = np.flatnonzero(arr[lo:] != 92)
+        if other.size:
+            return int(arr.size - 1 - (lo + int(other[-1])))
+        if lo == 0:
+            return int(arr.size)
+        w *= 8
 
 
 def _nonws_before(arr: npt.NDArray[np.uint8], end: int, k: int) -> npt.NDArray[np.int64]:
@@ -259,9 +291,8 @@ class _Scanner:
         depth = self.depth + np.cumsum(delta)
         # carry string state to the next block
         self.in_string = bool((quotes.size + int(self.in_string)) & 1)
-        raw = arr.tobytes()
-        tb = len(raw) - len(raw.rstrip(b"\\"))
-        self.trailing_bs = tb + (self.trailing_bs if tb == len(raw) else 0)
+        tb = _trailing_backslashes(arr)
+        self.trailing_bs = tb + (self.trailing_bs if tb == arr.size else 0)
         if depth.size:
             if int(depth.min()) < 0:
                 # report after the events before it: a parse error there names a
@@ -273,17 +304,31 @@ class _Scanner:
         return pos, delta, depth
 
 
-def scan_json(path: Path, *, big_keys: frozenset[str], chunk_elements: int = _CHUNK_ELEMENTS) -> Iterator[Chunk | Scan]:
+def scan_json(
+    path: Path,
+    *,
+    big_keys: frozenset[str],
+    chunk_elements: int = _CHUNK_ELEMENTS,
+    max_bytes: int | None = None,
+) -> Iterator[Chunk | Scan]:
     """Yield :class:`Chunk` objects for the big arrays, then one final :class:`Scan`.
 
     ``big_keys`` names the top-level keys whose array values are streamed (a root
     array is always streamed). Everything else is kept in the skeleton, parsed once
-    at the end, so its syntax is checked too.
+    at the end, so its syntax is checked too. A file of more than ``max_bytes``
+    raises :class:`FileTooLarge` before its first byte is read (or, for a file that
+    grows or does not report its size, as soon as the limit is passed). A control
+    character (NUL, as in a sparse or zero-filled file) is a syntax error at its
+    line and column in the block that holds it, so such a file is never read on.
     """
     sha = hashlib.sha256()
     skeleton_parts: list[bytes] = []
     counts: dict[str | None, int] = {}
     with open(path, "rb") as fh:
+        if max_bytes is not None:
+            size0 = os.fstat(fh.fileno()).st_size
+            if size0 > max_bytes:
+                raise FileTooLarge(path=path, size=size0, limit=max_bytes)
         sc = _Scanner(path, big_keys, fh)
         offset = 0  # absolute offset of the current block
         # state of the big array being streamed
@@ -302,6 +347,8 @@ def scan_json(path: Path, *, big_keys: frozenset[str], chunk_elements: int = _CH
             block = fh.read(_BLOCK)
             if not block:
                 break
+            if max_bytes is not None and offset + len(block) > max_bytes:
+                raise FileTooLarge(path=path, size=offset + len(block), limit=max_bytes)
             sha.update(block)
             if not started:
                 if block.startswith(b"\xef\xbb\xbf"):
@@ -314,6 +361,16 @@ def scan_json(path: Path, *, big_keys: frozenset[str], chunk_elements: int = _CH
             arr = np.frombuffer(block, np.uint8)
             pos, delta, depth = sc.structure(arr, offset)
             nl = np.flatnonzero(arr == 10)
+            if np.count_nonzero(arr < 32) != nl.size:  # \t, \r or a control character
+                bad = arr < 32
+                for ws in (9, 10, 13):
+                    bad &= arr != ws
+                if bad.any():
+                    at = int(np.argmax(bad))
+                    raise sc.error(
+                        f"control character 0x{int(arr[at]):02x} (invalid in JSON: a zero-filled or binary file?)",
+                        offset + at,
+                    )
             skel_from = 0
             cut_from = 0  # block-relative start of bytes not yet moved to pending
             # Only bracket events near the top matter: entering/leaving a big array

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
@@ -35,7 +36,14 @@ import jsonschema
 import numpy as np
 import numpy.typing as npt
 
-from annogate.formats._jsonscan import Chunk, Scan, first_array_element, scan_json, top_level_array_keys
+from annogate.formats._jsonscan import (
+    Chunk,
+    FileTooLarge,
+    Scan,
+    first_array_element,
+    scan_json,
+    top_level_array_keys,
+)
 from annogate.model import SEG_NONE, SEG_POLYGON, SEG_RLE, Annotations, Batch, Categories, Images, SourceProblem
 
 __all__ = ["FORMAT", "load_coco", "looks_like_coco", "validate"]
@@ -52,6 +60,8 @@ _INSTANCE_KEYS = frozenset({"bbox", "segmentation", "keypoints", "category_id"})
 
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+MAX_BATCH_BYTES = 16 << 30  # default size cap of a COCO file; ANNOGATE_MAX_BATCH_BYTES or max_bytes= override
+MAX_BATCH_BYTES_ENV = "ANNOGATE_MAX_BATCH_BYTES"
 SHRINK = 64  # items of a long array jsonschema sees (plus one of each other kind beyond)
 
 
@@ -680,27 +690,48 @@ def _resolve(
     return np.where(hit, order[pos], -1).astype(np.int32)
 
 
+def max_batch_bytes(path: Path) -> int:
+    """The size cap: ``ANNOGATE_MAX_BATCH_BYTES`` (bytes, a positive integer) or 16 GiB."""
+    raw = os.environ.get(MAX_BATCH_BYTES_ENV, "").strip()
+    if not raw:
+        return MAX_BATCH_BYTES
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        from annogate.formats import LoadError
+
+        raise LoadError(f"{MAX_BATCH_BYTES_ENV}={raw[:40]!r} is not a positive number of bytes", path=path)
+    return value
+
+
 def load_coco(
     path: Path,
     *,
     images_from: Batch | None = None,
     annotator_field: str | None = None,
+    max_bytes: int | None = None,
 ) -> Batch:
     """Read a COCO file into a :class:`Batch`.
 
     ``images_from`` supplies images and categories for a COCO *results* file (a bare
     array of detections that refers to a ground truth's ids). Syntax errors raise
     :class:`JSONError` with line and column; everything else wrong with the content
-    is recorded for the schema gate, never raised.
+    is recorded for the schema gate, never raised. A file larger than ``max_bytes``
+    (default :func:`max_batch_bytes`) is a :class:`~annogate.formats.LoadError`
+    naming its size, raised before it is read: the reader streams, but the columns
+    of a file that size would not fit in memory.
     """
     path = Path(path)
+    limit = max_bytes if max_bytes is not None else max_batch_bytes(path)
     images_b, cats_b = _Images(), _Categories()
     ann_b: _Annotations | None = None
     scan: Scan | None = None
     was_enabled = gc.isenabled()
     gc.disable()  # the parser creates millions of short-lived objects; tracing them triples the time
     try:
-        for item in scan_json(path, big_keys=BIG_KEYS):
+        for item in scan_json(path, big_keys=BIG_KEYS, max_bytes=limit):
             if isinstance(item, Scan):
                 scan = item
                 continue
@@ -712,6 +743,14 @@ def load_coco(
                 if ann_b is None:
                     ann_b = _Annotations(results=item.key is None, annotator_field=annotator_field)
                 ann_b.add(item)
+    except FileTooLarge as e:
+        from annogate.formats import LoadError
+
+        raise LoadError(
+            f"file of {e.size:,} bytes ({e.size / 2**30:.1f} GiB) is over the limit of {e.limit:,} bytes"
+            f" (set {MAX_BATCH_BYTES_ENV} to raise it)",
+            path=path,
+        ) from None
     finally:
         if was_enabled:
             gc.enable()
