@@ -315,7 +315,9 @@ def _finding_lines(findings: Sequence[Finding], *, width: int, verbose: bool, ba
     ]
     if not rows:
         return []
-    caps = (60, 12, 32, 24, 20) if not verbose else (10_000,) * 5
+    # at default verbosity the message keeps at least a third of the line
+    caps = (max(20, width // 3), 12, max(10, width // 6), max(8, width // 8), max(8, width // 8))
+    caps = caps if not verbose else (10_000,) * 5
     widths = [min(caps[i], max(len(r[i]) for r in rows)) for i in range(5)]
     out: list[str] = []
     for f, r in zip(findings, rows, strict=True):
@@ -952,9 +954,13 @@ def session_lines(outcomes: Sequence[BatchOutcome], *, width: int = 80, verbosit
     items = sorted(outcomes, key=lambda o: o.path)
     lines = summary_lines(items, width=width)
     for o in items:
+        # one line per batch and reason (a session stopped by -x skips every gate alike)
+        reasons: dict[str, list[str]] = {}
         for g in o.gates:
             if g.verdict == "skipped":
-                lines += wrap(f"skipped {o.path}::{g.gate}: {g.reason or 'nothing to check'}", width, indent="  ")
+                reasons.setdefault(g.reason or "nothing to check", []).append(g.gate)
+        for reason, gates in reasons.items():
+            lines += wrap(f"{o.path}: {', '.join(gates)} skipped: {reason}", width, indent="  ")
     for o in items:
         if o.cost is not None and (o.verdict == "failed" or verbosity >= 1):
             lines.append("")
