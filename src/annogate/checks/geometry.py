@@ -1045,6 +1045,23 @@ def _splitmix64(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return np.asarray(z ^ (z >> np.uint64(31)), dtype=np.uint64)
 
 
+def _dense_rank(*keys: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Rank of each row's key tuple among the distinct tuples in lexicographic order.
+
+    The same numbers as ``np.unique(np.stack(keys, 1), axis=0, return_inverse=True)[1]``
+    from one ``lexsort`` of the columns: ``np.unique`` on rows sorts a structured view
+    (a comparison per field in Python-level C loops), ~6% of the whole gate at 1.3M rows.
+    """
+    order = np.lexsort(keys[::-1])
+    change = np.zeros(order.size, np.bool_)
+    for k in keys:
+        ks = k[order]
+        change[1:] |= ks[1:] != ks[:-1]
+    rank = np.empty(order.size, np.int64)
+    rank[order] = np.cumsum(change)
+    return rank
+
+
 def _check_duplicates(batch: Batch, cfg: _Config, boxes: _Boxes, out: _Collector) -> tuple[int, int]:
     """Same annotator, image, class and crowd flag, box IoU >= ``duplicate_iou``.
 
@@ -1085,9 +1102,7 @@ def _check_duplicates(batch: Batch, cfg: _Config, boxes: _Boxes, out: _Collector
     if ok.size < 2:
         return 0, 0
     # Group: annotator, image, class, crowd flag (dense rank), then exact coordinates.
-    gkey = np.stack([ann.annotator[ok], ann.image[ok], ann.category[ok], ann.iscrowd[ok].astype(np.int64)], axis=1)
-    _, group = np.unique(gkey, axis=0, return_inverse=True)
-    group = group.reshape(-1).astype(np.int64)
+    group = _dense_rank(ann.annotator[ok], ann.image[ok], ann.category[ok], ann.iscrowd[ok])
     x0, y0, x1, y1 = boxes.x0[ok], boxes.y0[ok], boxes.x1[ok], boxes.y1[ok]
     order = np.lexsort((ok, y1, x1, y0, x0, group))  # row order last: the first copy is the earliest row
     same_prev = np.zeros(ok.size, bool)
