@@ -38,7 +38,6 @@ XFAIL: dict[str, str] = {
     "unreadable_beside_good_batches-n2": "exit 0: empty, UTF-16 and whitespace .json beside a good batch silently not collected",
     "yolo_nonfinite_and_huge_rows": "exit 0: labels/train/b.txt (nan/inf/1e308 rows) dropped; batch is ds/labels/train/a.txt, 1 image",
     "yolo_class_id_2e70": "exit 0: labels/train/b.txt (class 2**70, -1) dropped; batch is ds/labels/train/a.txt, 1 image",
-    "report_dangling_symlink_into_batches_to_batch": "exit 1 and batches/new.json created: a dangling report symlink into the batch folder is followed",
     "batch_symlink_to_dev_zero": "exit 0: a command-line batch symlinked to /dev/zero is silently skipped",
 }
 

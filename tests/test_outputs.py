@@ -140,3 +140,46 @@ def test_symlinked_output_is_written_through(pytester: pytest.Pytester, repo: Pa
     assert run.ret == 0
     assert (repo / "r.json").is_symlink()
     assert '"report_format"' in real.read_text()
+
+
+def test_dangling_symlink_into_a_batch_folder_is_refused(pytester: pytest.Pytester, repo: Path) -> None:
+    """The old code followed the link and created ``clean/new.json`` among the labels."""
+    (repo / "out").mkdir()
+    (repo / "out" / "r.json").symlink_to(repo / "clean" / "new.json")
+    refused(pytester, "clean", "--annogate-report", "out/r.json", says="never creates a file through a link")
+    assert not (repo / "clean" / "new.json").exists()
+
+
+def test_dangling_symlink_anywhere_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "r.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(OutputError, match=r"symlink to .*elsewhere\.json.* does not exist"):
+        check_output(tmp_path / "r.json", option="--annogate-report")
+
+
+def test_folder_link_into_a_gated_folder_is_refused(pytester: pytest.Pytester, repo: Path) -> None:
+    """A symlinked folder on the way (``out -> clean``) carries a new output among the labels: refused."""
+    (repo / "out").symlink_to(repo / "clean", target_is_directory=True)
+    before = sorted(p.name for p in (repo / "clean").iterdir())
+    refused(pytester, "clean", "--annogate-report", "out/r.json", says="which is being gated")
+    refused(pytester, "clean/batch.json", "--annogate-rework", "out/w.csv", says="which is being gated")
+    assert sorted(p.name for p in (repo / "clean").iterdir()) == before
+
+
+def test_link_to_an_existing_non_batch_file_in_a_gated_folder_is_refused(tmp_path: Path) -> None:
+    gated = tmp_path / "labels"
+    gated.mkdir()
+    (gated / "notes.txt").write_text("mine")
+    (tmp_path / "r.json").symlink_to(gated / "notes.txt")
+    with pytest.raises(OutputError, match=r"inside .*labels.*being gated"):
+        check_output(tmp_path / "r.json", option="--annogate-report", gated=[gated])
+    # a gated folder reached through a link is the same folder
+    (tmp_path / "alias").symlink_to(gated, target_is_directory=True)
+    with pytest.raises(OutputError, match="being gated"):
+        check_output(tmp_path / "r.json", option="--annogate-report", gated=[tmp_path / "alias"])
+
+
+def test_an_output_named_inside_the_gated_folder_is_allowed(pytester: pytest.Pytester, repo: Path) -> None:
+    """``pytest --annogate . --annogate-report r.json`` gates the current folder and writes beside it."""
+    assert check_output(repo / "r.json", option="--annogate-report", gated=[repo]) == repo / "r.json"
+    run = pytester.runpytest("--annogate", "-p", "no:cacheprovider", "clean", "--annogate-report", "clean.json")
+    assert run.ret == 0, run.stdout.str()

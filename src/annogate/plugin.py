@@ -284,13 +284,16 @@ def _check_outputs(config: pytest.Config, engine: Engine) -> dict[str, Path]:
                     return None
         return None
 
+    gated = [a if a.is_dir() else a.parent for a in args if a.exists()]  # no link carries an output in there
     real: dict[str, Path] = {}
     for dest, flag, suffixes in _OUTPUTS:
         value = config.getoption(dest, default=None)
         if not value:
             continue
         try:
-            out = check_output(str(value), option=flag, suffixes=suffixes, inputs=list(inputs), is_input=is_input)
+            out = check_output(
+                str(value), option=flag, suffixes=suffixes, inputs=list(inputs), is_input=is_input, gated=gated
+            )
         except OutputError as e:
             raise pytest.UsageError(f"annogate: {e}") from None
         for other_flag, other in real.items():

@@ -7,6 +7,15 @@ can land on an input: a batch, a golden file or a rules file. Writes themselves
 go through :func:`annogate.report.audit.atomic_write_text`, which refuses special
 files again at write time.
 
+Links: a symlinked target is written through (the link stays, its target is
+replaced), so every check looks at the real path. Two rules keep a link from
+turning an output against the labels: a *dangling* symlink is refused (annogate
+never creates a file where a link points: that is how an output is planted in a
+batch folder), and no link (the file's or a folder's on its way) may carry an
+output into a folder being gated that the path as written is not already in.
+Naming a place inside a gated folder directly stays allowed (``pytest --annogate .
+--annogate-report r.json`` gates the current folder and writes beside it).
+
 Pure standard library (no pytest): the plugin turns :class:`OutputError` into a
 ``pytest.UsageError``; scripts can call the same checks.
 """
@@ -56,6 +65,7 @@ def check_output(
     suffixes: Sequence[str] = (),
     inputs: Iterable[tuple[Path, str]] = (),
     is_input: Callable[[Path], str | None] | None = None,
+    gated: Iterable[Path] = (),
 ) -> Path:
     """Check one output target; return the real path to write (symlinks followed).
 
@@ -63,7 +73,9 @@ def check_output(
     ``suffixes`` (when given); a directory; a FIFO, device or socket (never replaced
     by a regular file); a folder that is missing or not writable; an existing file
     that is one of ``inputs`` (``(path, what)`` pairs) or that ``is_input`` names
-    (it returns what the file is, e.g. ``"a label batch"``, or None).
+    (it returns what the file is, e.g. ``"a label batch"``, or None); a dangling
+    symlink; a target whose real path lies in one of the ``gated`` folders (the
+    folders being gated) while the path as given does not (a link carried it there).
 
     A symlinked target is written through: the link stays and its target is
     replaced, so the real path is what the checks look at.
@@ -86,6 +98,11 @@ def check_output(
         kind = special_kind(st.st_mode)
         if kind:
             raise OutputError(f"{where}: is {kind}; annogate writes regular files only and never replaces {kind}")
+    if st is None and os.path.islink(p):
+        raise OutputError(
+            f"{where}: is a symlink to {real}, which does not exist; annogate never creates a file"
+            " through a link: give the real path"
+        )
     parent = real.parent
     if not parent.is_dir():
         raise OutputError(f"{where}: folder {parent} does not exist")
@@ -99,4 +116,19 @@ def check_output(
             what_is = is_input(real)
             if what_is:
                 raise OutputError(f"{where}: is {what_is}; an output must not overwrite an input")
+    named = Path(os.path.abspath(p))
+    for folder in gated:
+        if _below(real, folder) and not _below(named, folder):
+            raise OutputError(
+                f"{where}: resolves to {real}, inside {folder}, which is being gated;"
+                " a link must not carry an output among the labels"
+            )
     return real
+
+
+def _below(path: Path, folder: Path) -> bool:
+    """``path`` lies in ``folder`` (as written or resolved) or is it."""
+    for f in dict.fromkeys((Path(os.path.abspath(folder)), Path(os.path.realpath(folder)))):
+        if path == f or path.is_relative_to(f):
+            return True
+    return False
