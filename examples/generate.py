@@ -57,16 +57,16 @@ CANNOT_EXPRESS: dict[str, dict[str, str]] = {
     "coco": {},
     "yolo": {
         "dangling": f"no class names on objects: class index {len(CLASSES)} (one past `names`)",
-        "annotator": "no annotator field: one sub-folder per annotator (`annotator_from`, TODO)",
+        "annotator": "no annotator field: one sub-folder per annotator (`annotator_from`)",
     },
     "voc": {
         "dangling": f"label {DANGLING_LABEL!r}, outside the taxonomy",
         "bowtie": "no polygons in VOC: every object is a box, the bow-tie is its bounding box (not a defect)",
-        "annotator": "no annotator field: one sub-folder per annotator (`annotator_from`, TODO)",
+        "annotator": "no annotator field: one sub-folder per annotator (`annotator_from`)",
     },
     "labelme": {
         "dangling": f"label {DANGLING_LABEL!r}, outside the taxonomy",
-        "annotator": "no annotator field: one sub-folder per annotator (`annotator_from`, TODO)",
+        "annotator": "no annotator field: one sub-folder per annotator (`annotator_from`)",
     },
     "cvat": {
         "dangling": f"label {DANGLING_LABEL!r}, not declared in <meta> and outside the taxonomy",
@@ -578,14 +578,9 @@ def write_rules(out: Path) -> None:
         head += 'pack = "detection"\n'
         if fmt in FOLDER_FORMATS:
             head += (
-                "# A folder batch: the engine does not detect folders yet, so the reader is named here.\n"
-                f'format = "{fmt}"\n'
-            )
-        if fmt in FOLDER_FORMATS:
-            head += (
-                "# TODO(issue 13): uncomment once the engine knows this key; until then the objects of this\n"
-                "# batch have no annotator (one sub-folder per annotator) and the agreement gate skips.\n"
-                '# annotator_from = "parent_dir"\n'
+                "# A folder batch (detected as one): one sub-folder per annotator, so the layout names who drew\n"
+                "# each object, and an image in two annotators' folders is one image labelled twice.\n"
+                'annotator_from = "parent_dir"\n'
             )
         _write_text(out / fmt / "annogate.toml", head + _RULES_BODY.format(classes=classes))
 
@@ -644,9 +639,9 @@ annotator; `labelstudio/export.json` is a Label Studio JSON export, one annotati
 
 {chr(10).join(_verdict_rows(cols))}
 
-Until the engine collects folder batches, `annogate examples/` gates every YOLO label file, VOC file and
-LabelMe file of these folders as a batch of its own; the folders' own `annogate.toml` name the reader
-(`format = ...`) so that `Engine().run_gate(Path("examples/yolo"), gate)` reads the folder as one batch.
+`annogate examples/` gates each of the YOLO, VOC and LabelMe folders as one batch (`examples/yolo::schema`,
+...); their findings name the file inside the folder. The folders' own `annogate.toml` say
+`annotator_from = "parent_dir"`: each sub-folder is one annotator's work.
 """
     _write_text(out / "README.md", text)
 
@@ -672,7 +667,7 @@ def _verdict_rows(cols: Sequence[str]) -> list[str]:
             if gate == "agreement" and fmt == "cvat":
                 cells.append("skipped")
             elif gate == "agreement" and fmt in FOLDER_FORMATS:
-                cells.append("failed (skipped until `annotator_from`)")
+                cells.append("failed")
             else:
                 cells.append("failed")
         rows.append(f"| {gate} | " + " | ".join(cells) + f" | {why} |")

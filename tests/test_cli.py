@@ -61,14 +61,19 @@ def test_rules_option_value_is_not_taken_for_a_batch(pytester: pytest.Pytester, 
 
 
 def test_staged_non_batch_files_are_ignored(pytester: pytest.Pytester, repo: Path) -> None:
+    """package.json is plainly no label file: skipped. notes.txt is in scope (given) and no
+    reader claims it: it fails with why (issue 13: nothing in scope passes unread)."""
     (repo / "package.json").write_text('{"name": "x"}')
     (repo / "notes.txt").write_text("hello\n")
     res = run(pytester, repo, "package.json", "notes.txt", "defective/batch.json", "-q")
     assert res.ret == 1
     assert "defective/batch.json" in res.stdout.str()
-    only = run(pytester, repo, "package.json", "notes.txt")
-    assert only.ret == 0
-    only.stdout.fnmatch_lines(["annogate: no label batches among the given paths"])
+    assert "notes.txt::schema" in res.stdout.str() and "text of no known label shape" in res.stdout.str()
+    only = run(pytester, repo, "package.json")
+    assert only.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    only.stdout.fnmatch_lines(["annogate: no label batches under package.json"])
+    allowed = run(pytester, repo, "package.json", "--annogate-allow-empty")
+    assert allowed.ret == 0
 
 
 def test_an_empty_folder_is_no_success(pytester: pytest.Pytester, repo: Path) -> None:

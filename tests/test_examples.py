@@ -7,9 +7,9 @@ format's batch with its reader, and run every gate through the engine, comparing
 with what the scene's planted defects imply: expectations come from
 ``examples/generate.py``'s scene definition, never from a previous run.
 
-Where a reader or the engine does not yet do what the plan says (per-annotator
-sub-folders need ``annotator_from = "parent_dir"``), the single assertion is marked
-``xfail(strict=True)`` with the reason, so that it turns red the day it passes.
+Where a reader or the engine does not yet do what the plan says, the single assertion
+is listed in ``KNOWN`` and marked ``xfail(strict=True)`` with the reason, so that it
+turns red the day it passes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 
 from annogate.engine import Engine
 from annogate.findings import GateResult
-from annogate.formats import detect_format, load_batch
+from annogate.formats import detect_format
 from annogate.model import Batch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -52,28 +52,8 @@ PATHS = {
     "labelstudio": EXAMPLES / "labelstudio" / "export.json",
 }
 FOLDER = set(gen.FOLDER_FORMATS)
-ANNOTATOR_TODO = (
-    "per-annotator sub-folders: the engine has no annotator_from = 'parent_dir' yet (commented out in the "
-    "folder's annogate.toml), so objects have no annotator"
-)
-YOLO_CLASH = (
-    "YOLO: an image labelled by two annotators (images/<a>/x.png and images/<b>/x.png) is renamed to its "
-    "relative path to keep names unique, so it no longer joins the golden file by name (annotator_from TODO)"
-)
-DUPLICATE_IMAGE = (
-    "VOC/LabelMe: an image labelled in two annotators' sub-folders is reported duplicate_image until the "
-    "reader knows the folder is the annotator (annotator_from TODO)"
-)
-# (format, aspect) -> why the current code differs from the plan
-KNOWN: dict[tuple[str, str], str] = {
-    **{(f, "annotators"): ANNOTATOR_TODO for f in FOLDER},
-    **{(f, "agreement"): ANNOTATOR_TODO for f in FOLDER},
-    ("yolo", "images"): YOLO_CLASH,
-    ("yolo", "golden_findings"): YOLO_CLASH,
-    ("yolo", "confusion_count"): YOLO_CLASH,
-    ("voc", "schema_rules"): DUPLICATE_IMAGE,
-    ("labelme", "schema_rules"): DUPLICATE_IMAGE,
-}
+# (format, aspect) -> why the current code differs from the plan (none today; keep for the next gap)
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def cases(aspect: str, formats: tuple[str, ...] = FORMATS) -> list[Any]:
@@ -151,8 +131,10 @@ _BATCHES: dict[str, Batch] = {}
 
 
 def batch_of(fmt: str) -> Batch:
+    """The batch as a session reads it: through the engine, so the folder's rules apply
+    (``annotator_from = "parent_dir"`` for the per-annotator folders)."""
     if fmt not in _BATCHES:
-        _BATCHES[fmt] = load_batch(PATHS[fmt], format=fmt)
+        _BATCHES[fmt] = Engine().load(PATHS[fmt])
     return _BATCHES[fmt]
 
 

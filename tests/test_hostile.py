@@ -26,20 +26,7 @@ from tests.hostile.corpus import CASES
 
 #: Cases failing today while another helper's fix is in progress: the exact symptom.
 #: The lead flips these to strict (or deletes the entry) at integration.
-XFAIL: dict[str, str] = {
-    "symlinked_batch_takes_target_rules": "exit 0: lax/link.json judged by lax/annogate.toml, not its target's strict rules",
-    "unreadable_empty_alone": "exit 5 'no tests ran': a 0-byte b.json in the given folder is not collected (plugin collection / engine.is_batch)",
-    "unreadable_whitespace_alone": "exit 5 'no tests ran': a whitespace-only b.json in the given folder is not collected (plugin collection / engine.is_batch)",
-    "unreadable_utf16_alone": "exit 5 'no tests ran': a UTF-16 b.json in the given folder is not collected (plugin collection / engine.is_batch)",
-    "unreadable_binary_alone": "exit 5 'no tests ran': a binary b.json in the given folder is not collected (plugin collection / engine.is_batch)",
-    "unreadable_json_array_of_numbers_alone": "exit 5 'no tests ran': a JSON [1, 2, 3] b.json in the given folder is not collected (plugin collection / engine.is_batch)",
-    "unreadable_deep_nesting_100k_alone": "exit 5 'no tests ran': a 100k-deep JSON array b.json in the given folder is not collected (plugin collection / engine.is_batch)",
-    "unreadable_beside_good_batches": "exit 0: empty, UTF-16 and whitespace .json beside a good batch silently not collected",
-    "unreadable_beside_good_batches-n2": "exit 0: empty, UTF-16 and whitespace .json beside a good batch silently not collected",
-    "yolo_nonfinite_and_huge_rows": "exit 0: labels/train/b.txt (nan/inf/1e308 rows) dropped; batch is ds/labels/train/a.txt, 1 image",
-    "yolo_class_id_2e70": "exit 0: labels/train/b.txt (class 2**70, -1) dropped; batch is ds/labels/train/a.txt, 1 image",
-    "batch_symlink_to_dev_zero": "exit 0: a command-line batch symlinked to /dev/zero is silently skipped",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _key(case: Case, xdist: bool) -> str:

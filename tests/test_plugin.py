@@ -138,8 +138,12 @@ def test_github_annotations_and_summary(pytester: pytest.Pytester, repo: Path, m
     assert "defective/batch.json" in summary.read_text()
 
 
-def test_console_script_maps_no_batches_to_success(pytester: pytest.Pytester) -> None:
+def test_console_script_keeps_no_batches_a_failure_unless_allowed(pytester: pytest.Pytester) -> None:
+    """Zero batches is exit 5 from the console script too (issue 13: a gate that reads
+    nothing is no pass); the pre-commit hook's --annogate-allow-empty makes it 0."""
     (pytester.path / "package.json").write_text('{"name": "x"}')
     from annogate.cli import main
 
-    assert main([str(pytester.path / "package.json"), "-p", "no:cacheprovider"]) == 0
+    args = [str(pytester.path / "package.json"), "-p", "no:cacheprovider"]
+    assert main(args) == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert main([*args, "--annogate-allow-empty"]) == 0

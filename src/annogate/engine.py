@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import pluggy
 
 from annogate import hookspecs
 from annogate.findings import Finding, GateResult, ThresholdCheck
-from annogate.formats import Format, LoadError, detect_format, load_batch
+from annogate.formats import Format, LoadError, detect_format, explain_unclaimed, load_batch, read_head, sample_files
 from annogate.gates import Gate, GateContext
 from annogate.model import Batch
 from annogate.rules import Rules, RulesError, find_rules_file, load_rules
@@ -29,7 +30,102 @@ from annogate.session import BatchRun
 if TYPE_CHECKING:
     from annogate.history import Margin
 
-__all__ = ["Engine", "LoadFailure"]
+__all__ = ["NOT_LABEL_FILES", "Claim", "Engine", "LoadFailure"]
+
+#: Files that are plainly something else: in scope by their suffix, claimed by no
+#: reader, and *not* failed as unreadable label files (lower-case name globs). The
+#: golden file and rules files in force, and annogate's own outputs (a JSON whose
+#: ``report_format`` starts with ``annogate-``), are skipped the same way. Keep this
+#: list to files whose name alone says what they are; anything else in scope that
+#: no reader claims fails with the reason, so nothing passes unread.
+NOT_LABEL_FILES: tuple[str, ...] = (
+    "package.json",  # npm
+    "package-lock.json",
+    "tsconfig.json",
+    "tsconfig.*.json",
+    "classes.txt",  # YOLO class lists (read by the YOLO reader as part of its folder)
+    "obj.names",
+    "names.txt",
+    "train.txt",  # YOLO image lists
+    "val.txt",
+    "valid.txt",
+    "test.txt",
+    "requirements*.txt",  # pip
+    "readme*.txt",
+    "license*.txt",
+    "changelog*.txt",
+    "cmakelists.txt",
+)
+# annogate's audit report (keys sorted: "annogate_version" first) and rework JSON
+# ("report_format": "annogate-rework/1" within the first keys). Only files that no
+# reader claims are checked, so a label batch cannot hide behind this mark.
+_OUTPUT_MARK = re.compile(rb'^\s*\{\s*"annogate_version"\s*:|"report_format"\s*:\s*"annogate-')
+_RULES_NAMES = ("annogate.toml",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """What the collection makes of a path in scope: a batch of ``format``, a file that
+    must fail because no reader claims it (``reason`` says why), or nothing (``skip``:
+    out of scope, excluded, golden/rules/output, or plainly something else)."""
+
+    kind: str  # "batch" | "unreadable" | "skip"
+    format: Format | None = None
+    reason: str = ""
+
+
+def _glob_re(pat: str) -> re.Pattern[str]:
+    """A rules glob as a regex over ``/``-separated paths: ``**/`` any folders (or none),
+    ``**`` anything, ``*`` and ``?`` within one name, ``[...]`` a set."""
+    out: list[str] = []
+    i = 0
+    while i < len(pat):
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pat[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pat[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pat[i] == "[" and "]" in pat[i + 2 :]:
+            j = pat.index("]", i + 2)
+            body = pat[i + 1 : j]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(pat[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def _glob_matches(path: Path, pat: str, base: Path, *, is_dir: bool = False) -> bool:
+    """Whether ``path`` (or a folder above it) matches a rules glob, gitignore-like:
+    a pattern without ``/`` matches a name at any depth; one with ``/`` matches the path
+    relative to the rules file's folder (``base``), or the absolute path if it is one."""
+    pat = pat.strip()
+    if not pat:
+        return False
+    absolute = pat.startswith("/")
+    pat = pat.rstrip("/").removeprefix("./") or pat
+    rx = _glob_re(pat.lstrip("/") if absolute else pat)
+    if absolute:
+        parts = _abs(path).parts[1:]
+    else:
+        try:
+            parts = _abs(path).relative_to(_abs(base)).parts
+        except ValueError:
+            return False
+    if "/" not in pat.strip("/"):
+        return any(rx.fullmatch(p) for p in parts) or fnmatch.fnmatch(path.name, pat)
+    cands = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    if is_dir and cands:
+        cands.append(cands[-1] + "/")
+    return any(rx.fullmatch(c) for c in cands)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,21 +250,102 @@ class Engine:
 
         Golden files named by the rules and files matching ``exclude`` are not batches.
         """
-        fmt = detect_format(path, formats=self.formats)
-        if fmt is None:
-            return None
+        c = self.claim(path, given=False) if not path.is_dir() else None
+        if c is not None:
+            return c.format if c.kind == "batch" else None
+        return self.folder_batch(path)
+
+    def format_override(self, path: Path, rules: Rules | None = None) -> str | None:
+        """The format the rules force for ``path``: ``format = "name"`` for everything under
+        them, or the first glob of a ``[format]`` table that matches the path."""
+        rules = rules or self.rules_for(path)
+        spec = rules.data.get("format")
+        if isinstance(spec, str):
+            return spec
+        if isinstance(spec, Mapping):
+            for pat, name in spec.items():
+                if _glob_matches(path, str(pat), rules.base_dir, is_dir=path.is_dir()):
+                    return str(name)
+        return None
+
+    def _format_named(self, name: str) -> Format | None:
+        from annogate.formats import _formats
+
+        return next((f for f in _formats(self.formats) if f.name == name), None)
+
+    def _skipped(self, path: Path, rules: Rules, *, is_dir: bool) -> str | None:
+        """Why the rules put ``path`` out of scope, or None when they do not."""
+        base = rules.base_dir
+        for pat in rules.data.get("exclude", []):
+            if _glob_matches(path, pat, base, is_dir=is_dir):
+                return f"excluded by {pat!r}"
+        scope = rules.data.get("batches")
+        if scope is not None and not any(_glob_matches(path, pat, base, is_dir=is_dir) for pat in scope):
+            return "not matched by the rules' batches"
+        return None
+
+    def claim(self, path: Path, *, given: bool) -> Claim:
+        """What ``path`` (a file, or anything that is not a folder) is for the collection.
+
+        In scope: what the rules' ``batches`` globs match (minus ``exclude``); without
+        ``batches``, a path given on the command line (``given``) and any file whose
+        suffix a reader handles. A file in scope is a batch when the rules force its
+        format or a reader claims it; else it is skipped when it is plainly something
+        else (:data:`NOT_LABEL_FILES`, the golden file, a rules file, annogate's own
+        output) and otherwise *fails* with the reason (never passes unread).
+        """
         rules = self.rules_for(path)
-        if rules.golden_file() == path.resolve():
+        why = self._skipped(path, rules, is_dir=False)
+        if why is not None:
+            return Claim(kind="skip", reason=why)
+        suffixes = {s for f in self._all_formats() for s in f.suffixes}
+        if rules.data.get("batches") is None and not given and path.suffix.lower() not in suffixes:
+            return Claim(kind="skip", reason="no reader handles this suffix")
+        if self._is_input_file(path, rules):
+            return Claim(kind="skip", reason="a golden or rules file in force")
+        forced = self.format_override(path, rules)
+        if forced is not None:
+            return Claim(kind="batch", format=self._format_named(forced))
+        fmt = detect_format(path, formats=self.formats)
+        if fmt is not None:
+            return Claim(kind="batch", format=fmt)
+        name = path.name.lower()
+        if any(fnmatch.fnmatchcase(name, pat) for pat in NOT_LABEL_FILES):
+            return Claim(kind="skip", reason="plainly not a label file")
+        head = read_head(path, 4096)
+        if head is not None and _OUTPUT_MARK.search(head):
+            return Claim(kind="skip", reason="an annogate output")
+        return Claim(kind="unreadable", reason=explain_unclaimed(path, formats=self.formats))
+
+    def _all_formats(self) -> tuple[Format, ...]:
+        from annogate.formats import _formats
+
+        return _formats(self.formats)
+
+    def _is_input_file(self, path: Path, rules: Rules) -> bool:
+        real = Path(os.path.realpath(path))
+        if rules.golden_file() == real or (rules.path is not None and rules.path.resolve() == real):
+            return True
+        return self.rules_path is not None and self.rules_path.resolve() == real
+
+    def folder_batch(self, path: Path) -> Format | None:
+        """The folder format of ``path`` if the folder is one batch, else None.
+
+        The rules decide first (``format``, scalar or by glob, naming a folder format);
+        else a folder format's sniffer claims it (see :func:`detect_format`), unless a
+        rules file lies below it (its parts are judged by different rules, so they
+        are collected one by one). Out-of-scope folders are no batch.
+        """
+        rules = self.rules_for(path)
+        if self._skipped(path, rules, is_dir=True) is not None:
             return None
-        for rel in dict.fromkeys((str(_abs(path)), str(path.resolve()))):
-            for pat in rules.data.get("exclude", []):
-                if (
-                    fnmatch.fnmatch(path.name, pat)
-                    or fnmatch.fnmatch(rel, pat)
-                    or fnmatch.fnmatch(rel, str(rules.base_dir / pat))
-                ):
-                    return None
-        return fmt
+        forced = self.format_override(path, rules)
+        if forced is not None:
+            fmt = self._format_named(forced)
+            return fmt if fmt is not None and fmt.folder else None
+        if sample_files(path, _RULES_NAMES, per_dir=1, max_files=1):
+            return None
+        return detect_format(path, formats=self.formats)
 
     def batch_key(self, path: Path) -> tuple[str, str]:
         """What makes two collected paths the same batch: the same file judged by the
@@ -189,7 +366,17 @@ class Engine:
             if "annotator_field" in rules.data:
                 opts.setdefault("annotator_field", rules.data["annotator_field"])
             try:
-                batch = load_batch(_display_path(path), format=rules.data.get("format"), formats=self.formats, **opts)
+                fmt_name = self.format_override(path, rules)
+                if fmt_name is None:
+                    fmt = detect_format(path, formats=self.formats)
+                    if fmt is None:
+                        raise LoadError(explain_unclaimed(path, formats=self.formats), path=_display_path(path))
+                    fmt_name = fmt.name
+                chosen = self._format_named(fmt_name)
+                if "annotator_from" in rules.data and chosen is not None and chosen.folder:
+                    # the layout names the annotator: only folder readers take it
+                    opts.setdefault("annotator_from", rules.data["annotator_from"])
+                batch = load_batch(_display_path(path), format=fmt_name, formats=self.formats, **opts)
                 self._loaded[key] = _Loaded(batch=batch, failure=None, seconds=time.perf_counter() - t0)
             except LoadError as e:
                 self._loaded[key] = _Loaded(

@@ -26,17 +26,12 @@ if TYPE_CHECKING:
     from annogate.findings import GateResult
     from annogate.report import BatchOutcome
 
-__all__ = ["ZERO_BATCHES_OK", "BatchFile", "GateItem"]
-
-#: A session given only files that are no label batch (pre-commit passes every
-#: staged ``.json``/``.xml``/``.txt``) exits 0 with a message. A later change makes
-#: zero batches a failure: set this to False.
-ZERO_BATCHES_OK = True
+__all__ = ["BatchFile", "GateItem", "LabelDir"]
 
 _RESULT_KEY = "annogate_result"
 _ENGINE_KEY = pytest.StashKey["Engine"]()
 _COLLECTOR_KEY = pytest.StashKey["Collector"]()
-_SEEN_KEY = pytest.StashKey[set[tuple[str, str]]]()
+_SEEN_KEY = pytest.StashKey[dict[tuple[str, str], Path]]()
 _ARGS_KEY = pytest.StashKey[set[Path]]()
 
 #: Output options checked before any gate runs: (dest, flag, allowed suffixes).
@@ -190,6 +185,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "`annogate merge` joins the shards' reports",
     )
     group.addoption(
+        "--annogate-allow-empty",
+        action="store_true",
+        default=False,
+        help="exit 0 when the given paths hold no label batch (the pre-commit hook: a commit staging only "
+        "package.json is fine); without it, no batches is exit 5 with a message naming the paths",
+    )
+    group.addoption(
         "--annogate-max-findings",
         metavar="N",
         type=int,
@@ -231,8 +233,8 @@ def pytest_configure(config: pytest.Config) -> None:
         # One batch per worker instead: the same results, each batch read once.
         config.option.dist = "loadfile"
     config.stash[_ENGINE_KEY] = engine
-    config.stash[_SEEN_KEY] = set()
-    config.stash[_ARGS_KEY] = {p for p in _arg_paths(config) if p.is_file()}
+    config.stash[_SEEN_KEY] = {}
+    config.stash[_ARGS_KEY] = {p for p in _arg_paths(config) if not p.is_dir()}
     if not hasattr(config, "workerinput"):  # aggregate and write on the controller only (xdist)
         config.stash[_REAL_OUTPUTS] = _check_outputs(config, engine)
         config.stash[_HISTORY_KEY] = _check_history(config)
@@ -363,48 +365,135 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+def _is_arg_ancestor(path: Path, config: pytest.Config) -> bool:
+    """A folder strictly above a path given on the command line: pytest walks through it
+    to reach the argument, so it must stay a plain folder (claiming it as a batch would
+    hide the argument: "not found")."""
+    p = Path(os.path.abspath(path))
+    return any(p != a and p in a.parents for a in _arg_paths(config))
+
+
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A folder that a folder format claims (YOLO, VOC, LabelMe; or the rules' ``format``)
+    is ONE batch node, with one item per gate; its files are not collected one by one.
+    Any other folder is collected by :class:`LabelDir` (pytest's ``Dir`` plus special
+    files in scope, which must fail rather than pass unread)."""
+    config = parent.config
+    if not _enabled(config) or (path / "__init__.py").is_file():
+        return None
+    if not _is_arg_ancestor(path, config):
+        from annogate.rules import RulesError
+
+        engine = config.stash[_ENGINE_KEY]
+        try:
+            fmt = engine.folder_batch(path)
+            key = engine.batch_key(path) if fmt is not None else None
+        except RulesError as e:
+            bad: RulesErrorFile = RulesErrorFile.from_parent(parent, path=path)
+            bad.error = str(e)
+            return bad
+        if fmt is not None and key is not None:
+            if not _first_name(config, key, path):
+                return None
+            return _batch_file(parent, path)
+    return LabelDir.from_parent(parent, path=path)
+
+
+class LabelDir(pytest.Directory):
+    """pytest's folder collector (``pytest.Dir``, which is final, so its loop is repeated
+    here), plus what it passes over that is in scope: a FIFO, a device or a dangling
+    symlink with a reader's suffix becomes a batch node that fails ("not a regular
+    file: never read") instead of being silently skipped."""
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        config = self.config
+        ihook = self.ihook
+        engine = config.stash[_ENGINE_KEY]
+        suffixes = {s for f in engine._all_formats() for s in f.suffixes}
+        try:
+            entries = sorted(os.scandir(self.path), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            path = Path(e.path)
+            try:
+                is_dir, is_file = e.is_dir(), e.is_file()
+            except OSError:
+                is_dir = is_file = False
+            if is_dir:
+                if not self.session.isinitpath(path, with_parents=True):
+                    if ihook.pytest_ignore_collect(collection_path=path, config=config):
+                        continue
+                col = ihook.pytest_collect_directory(path=path, parent=self)
+                if col is not None:
+                    yield col
+            elif is_file:
+                if not self.session.isinitpath(path):
+                    if ihook.pytest_ignore_collect(collection_path=path, config=config):
+                        continue
+                yield from ihook.pytest_collect_file(file_path=path, parent=self)
+            elif not e.name.startswith(".") and path.suffix.lower() in suffixes:
+                node = _batch_node(path, self, given=False)
+                if node is not None:
+                    yield node
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Generator[None, list[Any], list[Any]]:
     collected = yield
     config = parent.config
     if not _enabled(config):
         return collected
-    node = _batch_node(file_path, parent)
+    given = Path(os.path.abspath(file_path)) in config.stash[_ARGS_KEY]
+    node = _batch_node(file_path, parent, given=given)
     if node is not None:
         return [*collected, node]
-    if not collected and Path(os.path.abspath(file_path)) in config.stash[_ARGS_KEY]:
-        # A file named on the command line that nothing collects (pre-commit passes
-        # every staged .json): an empty node instead of pytest's "not found" error.
+    if not collected and given:
+        # A file named on the command line that is plainly no label file (pre-commit
+        # passes package.json): an empty node instead of pytest's "not found" error.
         empty: NotABatch = NotABatch.from_parent(parent, path=file_path)
         return [empty]
     return collected
 
 
-def _batch_node(file_path: Path, parent: pytest.Collector) -> pytest.File | None:
+def _batch_node(file_path: Path, parent: pytest.Collector, *, given: bool) -> pytest.File | None:
+    """The node of a file in scope: a batch, or a file no reader claims (it fails its
+    schema item with the reason; see ``Engine.claim``); None when out of scope."""
     from annogate.rules import RulesError
 
     config = parent.config
     engine = config.stash[_ENGINE_KEY]
     try:
-        fmt = engine.is_batch(file_path)
-        key = engine.batch_key(file_path) if fmt is not None else None
+        claim = engine.claim(file_path, given=given)
+        key = engine.batch_key(file_path) if claim.kind != "skip" else None
     except RulesError as e:
         bad: RulesErrorFile = RulesErrorFile.from_parent(parent, path=file_path)
         bad.error = str(e)
         return bad
-    if fmt is None or key is None:
+    if key is None:
         return None
+    if not _first_name(config, key, file_path):  # the same file under the same rules, reached again
+        return None
+    return _batch_file(parent, file_path)
+
+
+def _first_name(config: pytest.Config, key: tuple[str, str], path: Path) -> bool:
+    """Whether ``path`` is the name a batch was first collected under. Another name for
+    it (a symlink, a loop) is not collected again; the same name is, since pytest may
+    collect a folder twice (one file argument after another from the same folder)."""
     seen = config.stash[_SEEN_KEY]
-    if key in seen:  # the same file under the same rules, reached again (symlinks)
-        return None
-    seen.add(key)
-    node: BatchFile = BatchFile.from_parent(parent, path=file_path)
+    name = Path(os.path.abspath(path))
+    return seen.setdefault(key, name) == name
+
+
+def _batch_file(parent: pytest.Collector, path: Path) -> BatchFile:
+    node: BatchFile = BatchFile.from_parent(parent, path=path)
     from annogate.report.terminal import clean
 
     if clean(node.nodeid) != node.nodeid:
         # A file name with control characters (an ANSI escape): pytest prints node ids
         # raw, so the node gets the escaped name (the path stays the real one).
-        node = BatchFile.from_parent(parent, path=file_path, name=clean(node.name), nodeid=clean(node.nodeid))
+        node = BatchFile.from_parent(parent, path=path, name=clean(node.name), nodeid=clean(node.nodeid))
     return node
 
 
@@ -585,18 +674,13 @@ class Collector:
 
         return outcomes_from_payloads(list(self.payloads.values()), engine=self.config.stash[_ENGINE_KEY])
 
-    def _only_non_batch_files(self, session: pytest.Session) -> bool:
-        """Every path given was a file, and none of them is a label batch."""
-        if self.config.args_source != pytest.Config.ArgsSource.ARGS:
-            return False
-        paths = _arg_paths(self.config)
-        return bool(paths) and all(p.is_file() for p in paths) and not self.payloads
-
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self._only_non_batch_files(session):
+        if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and not self.payloads:
+            # Zero batches is no success for a gate: pytest's exit 5 stays, with a line
+            # naming the paths; only --annogate-allow-empty (the pre-commit hook) makes it 0.
             self.no_batches = True
-            if ZERO_BATCHES_OK:
+            if self.config.getoption("annogate_allow_empty", default=False):
                 session.exitstatus = pytest.ExitCode.OK
             return
         if not self.payloads and exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
@@ -609,7 +693,12 @@ class Collector:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.no_batches:
-            terminalreporter.write_line("annogate: no label batches among the given paths")
+            from annogate.engine import _display_path
+            from annogate.report.terminal import clean
+
+            paths = ", ".join(clean(str(_display_path(p))) for p in _arg_paths(self.config)) or "."
+            allowed = " (allowed: --annogate-allow-empty)" if self.config.getoption("annogate_allow_empty") else ""
+            terminalreporter.write_line(f"annogate: no label batches under {paths}{allowed}")
             return
         if not self.outcomes_ and not self.lines:
             return
