@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +208,158 @@ def test_unclaimed_file_says_what_it_is_and_what_was_looked_for(
     if name == "b.json" and says not in ("UTF-16",):
         for shape in ("COCO object", "COCO results array", "Label Studio export", "LabelMe file"):
             assert shape in why, why
+
+
+# -- the pre-commit hook matches exactly what the readers accept (issue 13) ---------------------
+
+
+def test_pre_commit_files_pattern_is_the_readers_suffixes_plus_yolo_configs() -> None:
+    yaml = pytest.importorskip("yaml")
+    from annogate.formats import _builtin_formats
+    from annogate.formats.yolo import _CONFIG_YAML
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    files = re.compile(hook["files"])
+    suffixes = {s for f in _builtin_formats() for s in f.suffixes}
+    m = re.search(r"\\\.\(([a-z|]+)\)", hook["files"])
+    assert m is not None and {"." + s for s in m.group(1).split("|")} == suffixes
+    for s in suffixes:
+        assert files.search(f"labels/batch{s}")
+    for name in (*_CONFIG_YAML, "obj.data"):
+        assert files.search(f"ds/{name}") and files.search(name)
+    for other in ("ci.yaml", ".github/workflows/ci.yml", "x.py", "README.md", "annogate.toml", "mydata.yaml"):
+        assert not files.search(other), other
+    assert "--annogate-allow-empty" in hook["args"]
+
+
+# -- acceptance: sessions (pytester) ------------------------------------------------------------
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("--annogate", "-p", "no:cacheprovider", *args)
+
+
+def _items(res: pytest.RunResult) -> list[str]:
+    return [ln.strip() for ln in res.stdout.lines if "::" in ln and not ln.startswith(("FAILED", "ERROR", "SKIPPED"))]
+
+
+@pytest.fixture
+def labels(pytester: pytest.Pytester) -> Path:
+    """A label repository: the example rules and golden file, a COCO batch, and the
+    YOLO, VOC and LabelMe example folders."""
+    root = pytester.path
+    shutil.copy(EXAMPLES / "annogate.toml", root / "annogate.toml")
+    for sub in ("golden", "clean", "yolo", "voc", "labelme"):
+        shutil.copytree(EXAMPLES / sub, root / sub)
+    return root
+
+
+def test_a_folder_batch_is_one_node_with_one_item_per_gate(pytester: pytest.Pytester, labels: Path) -> None:
+    res = _run(pytester, "--co", "-q", ".")
+    items = _items(res)
+    gates = [g.name for g in Engine().gates]
+    for folder in ("yolo", "voc", "labelme"):
+        assert [i for i in items if i.startswith(folder)] == [f"{folder}::{g}" for g in gates], items
+    assert not any(i.endswith((".txt", ".xml")) or "/alice/" in i for i in items), items  # files not again
+    assert "clean/batch.json::schema" in items
+    assert res.ret == 0
+
+
+def test_folder_batch_findings_name_the_file_inside(pytester: pytest.Pytester, labels: Path) -> None:
+    out = pytester.path.parent / f"{pytester.path.name}-report.json"
+    res = _run(pytester, "yolo", "-k", "schema", "--annogate-report", str(out))
+    assert res.ret == 1
+    text = out.read_text()
+    assert re.search(r'"file": "[^"]*labels/\w+/street_\d+\.txt"', text), text[:3000]
+
+
+def test_format_table_in_rules_decides_before_sniffing(pytester: pytest.Pytester) -> None:
+    root = pytester.path
+    shutil.copytree(EXAMPLES / "labelme" / "alice", root / "work" / "alice")
+    (root / "annogate.toml").write_text('[format]\n"work/**" = "voc"\n')
+    res = _run(pytester, "--co", "-q", "work")
+    assert _items(res)[:1] == ["work::schema"], res.stdout.str()
+    run = _run(pytester, "work", "-q", "-k", "schema")
+    assert run.ret == 1 and "Pascal VOC folder" in run.stdout.str()  # read as VOC: no .xml files
+
+
+def test_unreadable_files_beside_good_batches_fail_with_why(pytester: pytest.Pytester) -> None:
+    root = pytester.path
+    (root / "b").mkdir()
+    (root / "b" / "good.json").write_text(json.dumps(COCO))
+    (root / "b" / "empty.json").write_bytes(b"")
+    (root / "b" / "utf16.json").write_bytes(json.dumps(COCO).encode("utf-16"))
+    (root / "b" / "numbers.json").write_text("[1, 2, 3]")
+    (root / "b" / "package.json").write_text('{"name": "x"}')  # plainly something else
+    (root / "b" / "notes.md").write_text("no reader handles .md")  # out of scope
+    report = pytester.path.parent / f"{pytester.path.name}-report.json"
+    res = _run(pytester, "b", "--annogate-report", str(report))
+    assert res.ret == 1
+    out = res.stdout.str()
+    batches = {b["path"]: b for b in json.loads(report.read_text())["batches"]}
+    for name, why in (("empty", "empty file"), ("utf16", "UTF-16"), ("numbers", "an array of numbers")):
+        assert f"b/{name}.json::schema" in out
+        assert why in json.dumps(batches[f"b/{name}.json"]), batches[f"b/{name}.json"]
+    assert "COCO results array" in json.dumps(batches["b/numbers.json"])
+    assert "Label Studio export" in json.dumps(batches["b/numbers.json"])
+    assert "package.json" not in out and "notes.md" not in out
+    assert res.parseoutcomes()["failed"] == 3
+
+
+def test_rules_batches_and_exclude_decide_the_scope(pytester: pytest.Pytester) -> None:
+    root = pytester.path
+    (root / "annogate.toml").write_text('batches = ["labels/**"]\nexclude = ["labels/old/**"]\n')
+    for rel in ("labels/a.json", "labels/old/b.json", "other/c.json"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(json.dumps(COCO))
+    (root / "labels" / "notes.dat").write_text("in scope by the batches glob, read by no reader")
+    res = _run(pytester, "--co", "-q", ".")
+    paths = {i.split("::")[0] for i in _items(res)}
+    assert paths == {"labels/a.json", "labels/notes.dat"}, res.stdout.str()
+
+
+def test_zero_batches_is_exit_5_naming_the_paths(pytester: pytest.Pytester) -> None:
+    (pytester.path / "empty").mkdir()
+    (pytester.path / "package.json").write_text("{}")
+    res = _run(pytester, "empty", "package.json")
+    assert res.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    res.stdout.fnmatch_lines(["annogate: no label batches under empty, package.json"])
+    assert _run(pytester, "empty", "--annogate-allow-empty").ret == 0
+
+
+def test_special_files_in_scope_fail_and_are_never_read(pytester: pytest.Pytester) -> None:
+    root = pytester.path
+    (root / "b").mkdir()
+    (root / "b" / "good.json").write_text(json.dumps(COCO))
+    os.mkfifo(root / "b" / "fifo.json")  # reading it would block for ever
+    (root / "b" / "zero.json").symlink_to("/dev/zero")  # reading it would never end
+    res = _run(pytester, "b", "-rf")
+    out = res.stdout.str()
+    assert res.ret == 1, out[-3000:]
+    assert "b/fifo.json::schema" in out and "a FIFO, not a regular file" in out
+    assert "b/zero.json::schema" in out and "a device, not a regular file" in out
+
+
+def test_symlinked_batch_takes_the_rules_of_its_location(pytester: pytest.Pytester) -> None:
+    """Issue 8: the nearest rules above the path as given, not above the link's target."""
+    root = pytester.path
+    bad = {**COCO, "annotations": [{**COCO["annotations"][0], "bbox": [10, 10, 0, 20]}]}  # type: ignore[dict-item]
+    (root / "strict").mkdir()
+    (root / "strict" / "annogate.toml").write_text("[geometry.thresholds]\ndefault = { max_count = 0 }\n")
+    (root / "strict" / "b.json").write_text(json.dumps(bad))
+    (root / "lax").mkdir()
+    (root / "lax" / "annogate.toml").write_text("[geometry.thresholds]\ndefault = { max_count = 1000 }\n")
+    (root / "lax" / "link.json").symlink_to(root / "strict" / "b.json")
+    assert _run(pytester, "lax/link.json", "-k", "geometry").ret == 0
+    assert _run(pytester, "strict/b.json", "-k", "geometry").ret == 1
+    both = _run(pytester, ".", "--co", "-q", "-k", "geometry")  # one file, two rules: two batches
+    assert {i.split("::")[0] for i in _items(both)} == {"lax/link.json", "strict/b.json"}
+
+
+def test_directory_symlink_loop_is_collected_once(pytester: pytest.Pytester) -> None:
+    root = pytester.path
+    (root / "b").mkdir()
+    (root / "b" / "good.json").write_text(json.dumps(COCO))
+    (root / "b" / "loop").symlink_to(root / "b")
+    res = _run(pytester, "b", "--co", "-q")
+    assert [i for i in _items(res) if i.endswith("::schema")] == ["b/good.json::schema"]

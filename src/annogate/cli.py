@@ -2,13 +2,14 @@
 
 This is what the pre-commit hook calls with the staged label files. Every argument
 is passed to pytest unchanged: pytest parses options and their values, and the
-collection decides which paths are label batches (a staged file that is none is
-ignored; only such files and nothing else given: exit 0, "no label batches").
+collection decides which paths are label batches (a staged file that is plainly
+something else, like package.json, is skipped; one no reader can read fails).
 
-Exit codes are pytest's: 0 every batch passed, 1 a batch failed a gate,
-2 interrupted (e.g. an invalid nested rules file), 3 internal error (e.g. an
-output could not be written), 4 usage error (bad option, rules or output path),
-5 no batches found under the given folders.
+Exit codes are pytest's: 0 every batch passed, 1 a batch failed a gate (or a file
+in scope could not be read), 2 interrupted (e.g. an invalid nested rules file),
+3 internal error (e.g. an output could not be written), 4 usage error (bad option,
+rules or output path), 5 no label batches under the given paths ("annogate: no
+label batches under ..."; 0 with ``--annogate-allow-empty``, as the pre-commit hook does).
 
 The pytest cache: by default the console script runs with ``-p no:cacheprovider``,
 because pytest keeps its cache in the rootdir, which for a label repository is

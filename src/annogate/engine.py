@@ -343,8 +343,8 @@ class Engine:
         if forced is not None:
             fmt = self._format_named(forced)
             return fmt if fmt is not None and fmt.folder else None
-        if sample_files(path, _RULES_NAMES, per_dir=1, max_files=1):
-            return None
+        if any(r.parent != path for r in sample_files(path, _RULES_NAMES, per_dir=1, max_files=2)):
+            return None  # a rules file strictly below: its part is judged by other rules
         return detect_format(path, formats=self.formats)
 
     def batch_key(self, path: Path) -> tuple[str, str]:
