@@ -495,9 +495,16 @@ def test_masks_and_keypoints_pair_by_their_own_similarity(write_coco: Callable[.
     assert r.verdict == "passed"
 
 
-def test_unknown_rule_key_is_named(flip_batch: tuple[Batch, Path, list[tuple[str, int, str]]]) -> None:
-    with pytest.raises(ValueError, match="min_alfa"):
-        run_gate(flip_batch[0], min_alfa=0.5)
+def test_unknown_rule_key_is_named(tmp_path: Path) -> None:
+    """The rules schema (not the gate) refuses a misspelt key, naming it and the file."""
+    from annogate.engine import Engine
+    from annogate.rules import RulesError
+
+    rules = tmp_path / "annogate.toml"
+    rules.write_text("[agreement]\nmin_alfa = 0.5\n")
+    with pytest.raises(RulesError, match=r"min_alfa") as e:
+        Engine(rules_path=rules)
+    assert "annogate.toml" in str(e.value)
 
 
 # ------------------------------------------------------------------ fixture files

@@ -467,3 +467,30 @@ def test_estimate_from_the_real_gates_on_the_defective_example() -> None:
     ]
     # the four exact defects: dangling category, box past the edge, zero-width box, bow-tie
     assert est.deterministic_defects == 4
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"price_per_label": 1e308},
+        {"price_per_label": {"classes": {"car": 1e300}}},
+        {"rework_multiplier": 1e300},
+        {"downstream": {"downstream_multiplier": 1e300}},
+        {"downstream": {"hourly_rate": 1e12}},
+    ],
+)
+def test_rules_schema_bounds_money_so_the_estimate_stays_finite(bad: dict[str, object]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, RULES_SCHEMA)
+
+
+def test_the_largest_accepted_figures_give_a_finite_estimate() -> None:
+    params = {
+        "price_per_label": 1e9,
+        "rework_multiplier": 1e6,
+        "qa_fraction": 1e6,
+        "downstream": {"downstream_multiplier": 1e6, "retrain_cost": 1e9, "engineer_hours": 1e6, "hourly_rate": 1e9},
+    }
+    pat = patterns("golden", Pattern(kind="drift", scope="overall", affected=1e7))
+    est = estimate_cost(n_labels=10_000_000, results=[sampled(999, 1000), pat], params=params)
+    assert all(math.isfinite(v) for v in (est.total, est.low.total, est.high.total, est.downstream))

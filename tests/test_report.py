@@ -506,3 +506,11 @@ def test_batch_outcome_verdict() -> None:
     assert o("passed", "skipped").verdict == "passed"
     assert o("skipped").verdict == "skipped"
     assert o().verdict == "skipped"
+
+
+def test_defects_by_gate_counts_findings_beyond_the_cap() -> None:
+    fs = [F("tiny_box", i, f"{i}.jpg") for i in range(5)] + [F("area_mismatch", 9, "9.jpg", severity="warning")]
+    g = GateResult.from_checks(gate="geometry", population=10, checks=[], findings=fs, max_findings_per_rule=2)
+    assert len(g.findings) == 3  # 2 tiny_box kept + 1 warning
+    out = BatchOutcome(path="a.json", sha256="", format="coco", n_annotations=10, gates=[g])
+    assert out.defects_by_gate() == {"geometry": 5}

@@ -173,7 +173,10 @@ class CostParameters:
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(CostParameters) if f.default is not dataclasses.MISSING}
-_MONEY: dict[str, Any] = {"type": "number", "minimum": 0}
+# Bounds that no real programme reaches, so every product of them stays finite: a
+# price of 1e308 per label would make the estimate inf (and its rounding crash).
+_MONEY: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1e9}
+_FACTOR: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1e6}
 _TYPE_PRICES: dict[str, Any] = {t: _MONEY for t in ANNOTATION_TYPES}
 
 #: JSON Schema of ``[tool.annogate.cost]``; unknown keys are usage errors. Defaults
@@ -213,8 +216,8 @@ RULES_SCHEMA: dict[str, Any] = {
                 },
             ],
         },
-        "qa_fraction": {"type": "number", "minimum": 0, "default": _DEFAULTS["qa_fraction"]},
-        "rework_multiplier": {"type": "number", "minimum": 0, "default": _DEFAULTS["rework_multiplier"]},
+        "qa_fraction": {**_FACTOR, "default": _DEFAULTS["qa_fraction"]},
+        "rework_multiplier": {**_FACTOR, "default": _DEFAULTS["rework_multiplier"]},
         "correction_error_rate": {
             "description": "Probability that a correction is wrong again; default: the measured defect rate.",
             "type": "number",
@@ -238,13 +241,9 @@ RULES_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "retrain_cost": {**_MONEY, "default": _DEFAULTS["retrain_cost"]},
-                "engineer_hours": {"type": "number", "minimum": 0, "default": _DEFAULTS["engineer_hours"]},
+                "engineer_hours": {**_FACTOR, "default": _DEFAULTS["engineer_hours"]},
                 "hourly_rate": {**_MONEY, "default": _DEFAULTS["hourly_rate"]},
-                "downstream_multiplier": {
-                    "type": "number",
-                    "minimum": 0,
-                    "default": _DEFAULTS["downstream_multiplier"],
-                },
+                "downstream_multiplier": {**_FACTOR, "default": _DEFAULTS["downstream_multiplier"]},
             },
         },
     },

@@ -279,9 +279,7 @@ def _findings(a: AgreementAnalysis) -> tuple[list[Finding], dict[int, dict[str, 
 
 
 def _settings(section: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(section) - set(RULES_SCHEMA["properties"])
-    if unknown:
-        raise ValueError(f"unknown key(s) in [tool.annogate.agreement]: {', '.join(sorted(unknown))}")
+    """The section over the defaults (unknown keys were refused by the rules schema)."""
     return {**DEFAULTS, **dict(section)}
 
 

@@ -84,7 +84,10 @@ class BatchOutcome:
         """Error-level findings per gate (gates without any are left out), in gate order."""
         c: Counter[str] = Counter()
         for g in self.gates:
-            n = sum(1 for f in g.findings if f.severity == "error")
+            # counted on every finding, kept or not (gates keep at most max_findings_per_rule)
+            error_rules = {f.rule for f in g.findings if f.severity == "error"}
+            counts = g.counts_by_rule()
+            n = sum(counts.get(r, 0) for r in error_rules)
             if n:
                 c[g.gate] += n
         return dict(c)

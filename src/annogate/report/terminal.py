@@ -788,6 +788,8 @@ def rounded_parts(parts: Sequence[float], total: float | None = None) -> tuple[l
     total (14.88 + 2.98 + 3.98 + 117.76 = 139.60, not 139.59). When ``total`` is not the
     parts' sum (beyond rounding), each part is rounded on its own.
     """
+    if not all(math.isfinite(p) for p in parts) or (total is not None and not math.isfinite(total)):
+        return list(parts), (sum(parts) if total is None else total)  # shown as they are, never a crash
     cents = [p * 100 for p in parts]
     target_exact = sum(cents) if total is None else total * 100
     target = round(target_exact)
