@@ -373,3 +373,25 @@ def test_tabs_and_crlf_are_whitespace_not_control_characters(tmp_path: Path) -> 
         b'{\r\n\t"images": [{"id": 1, "file_name": "a.jpg",\t"width": 4, "height": 4}],\r\n"annotations": []}'
     )
     assert len(load_batch(p, format="coco").images) == 1
+
+
+def test_image_sides_beyond_the_pixel_limit_are_problems_and_unknown(tmp_path: Path) -> None:
+    import json
+
+    from annogate.formats.coco import load_coco
+
+    doc = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 2**40, "height": 480},
+            {"id": 2, "file_name": "b.jpg", "width": 640, "height": 2**31},
+        ],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "car"}],
+    }
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(doc, indent=1))
+    b = load_coco(p)
+    probs = [x for x in b.problems if x.rule == "image_size"]
+    assert [x.pointer for x in probs] == ["/images/0/width"]
+    assert np.isnan(b.images.width[0]) and b.images.height[0] == 480
+    assert b.images.height[1] == 2**31  # the limit itself is accepted

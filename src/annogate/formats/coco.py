@@ -788,6 +788,8 @@ def load_coco(
             SourceProblem(rule="schema", message=f"{hidden} more elements fail the fast type checks (not itemised)")
         )
     problems += ann_b.problems
+    if images_from is None or not results:
+        problems += _image_size_problems(images)
     return Batch(
         path=path,
         format=FORMAT_NAME,
@@ -801,6 +803,30 @@ def load_coco(
         pointer_base="/" if results else "/annotations/",
         predictions=results,
     )
+
+
+def _image_size_problems(images: Images) -> list[SourceProblem]:
+    """Image sides above ``MAX_IMAGE_SIDE`` (the JSON Schema only asks for a non-negative
+    integer): an ``image_size`` problem each, and the side becomes unknown (nan), as in
+    every other reader, so no box "fits" a 2**40-pixel image. Sides that are not finite
+    or not positive are already schema problems; they become unknown too."""
+    from annogate.formats._builder import MAX_IMAGE_SIDE
+
+    out: list[SourceProblem] = []
+    for key, col in (("width", images.width), ("height", images.height)):
+        bad = ~(np.isfinite(col) & (col > 0) & (col <= MAX_IMAGE_SIDE))
+        for i in np.flatnonzero(bad & np.isfinite(col) & (col > MAX_IMAGE_SIDE)).tolist()[:1000]:
+            out.append(
+                SourceProblem(
+                    rule="image_size",
+                    message=f"image {key} {col[i]:g} exceeds the {MAX_IMAGE_SIDE} pixel limit",
+                    line=int(images.line[i]) or None,
+                    pointer=f"/images/{i}/{key}",
+                    image=str(images.file_name[i]),
+                )
+            )
+        col[bad] = np.nan
+    return out
 
 
 def _valid(mask: npt.NDArray[np.bool_] | None, n: int) -> npt.NDArray[np.bool_]:
