@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,7 +37,15 @@ from annogate.model import (
     SourceProblem,
 )
 
-__all__ = ["MAX_IMAGE_SIDE", "PARENT_DIR", "AnnotatorFrom", "BatchBuilder", "image_side_problem", "sha256_of_files"]
+__all__ = [
+    "MAX_IMAGE_SIDE",
+    "PARENT_DIR",
+    "AnnotatorFrom",
+    "BatchBuilder",
+    "image_side_problem",
+    "read_label_files",
+    "sha256_of_files",
+]
 
 _NAN = float("nan")
 
@@ -432,3 +440,30 @@ def _bounds(polygons: Sequence[Sequence[float]], keypoints: Sequence[float] | No
         return None
     x0, y0 = min(xs), min(ys)
     return (x0, y0, max(xs) - x0, max(ys) - y0)
+
+
+def read_label_files(
+    path: Path,
+    root: Path,
+    files: Sequence[Path],
+    read_file: Callable[[Path], str | None],
+    builder: BatchBuilder,
+    *,
+    kind: str,
+) -> Batch:
+    """Read every file of a folder batch (or the one file given) into ``builder``.
+
+    Why shared: a folder reader records each unreadable or hostile file as a problem of
+    the batch and goes on; only when no file at all can be read is the batch
+    unreadable (:class:`~annogate.formats.LoadError`, naming the first reason, or the
+    single file's problem with its line). ``read_file`` returns None or why it failed.
+    """
+    from annogate.formats import LoadError
+
+    failures = [f for f in (read_file(p) for p in files) if f is not None]
+    if files and len(failures) == len(files):
+        if not path.is_dir():
+            problem = builder.problems[-1]
+            raise LoadError(f"{problem.message} [{problem.rule}]", path=path, line=problem.line)
+        raise LoadError(f"none of the {len(files)} {kind} files could be read; first: {failures[0]}", path=path)
+    return builder.build(sha256=sha256_of_files(files, root=root))

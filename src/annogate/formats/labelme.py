@@ -47,7 +47,7 @@ import numpy as np
 import orjson
 
 from annogate.formats import Format, LoadError, read_head, sample_files
-from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, sha256_of_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, read_label_files
 from annogate.model import Batch
 
 __all__ = ["CIRCLE_VERTICES", "FORMAT", "load_labelme", "looks_like_labelme", "shape_lines"]
@@ -376,13 +376,7 @@ def load_labelme(path: Path, *, annotator_from: AnnotatorFrom | str | None = Non
     else:
         root, files = path.parent, [path]
     r = _Reader(path=path, root=root, annotator_from=AnnotatorFrom.of_option(annotator_from))
-    failures = [f for f in (r.read_file(p) for p in files) if f is not None]
-    if len(failures) == len(files):
-        if not path.is_dir():
-            problem = r.b.problems[-1]
-            raise LoadError(f"{problem.message} [{problem.rule}]", path=path, line=problem.line)
-        raise LoadError(f"none of the {len(files)} JSON files could be read; first: {failures[0]}", path=path)
-    return r.b.build(sha256=sha256_of_files(files, root=root))
+    return read_label_files(path, root, files, r.read_file, r.b, kind="JSON")
 
 
 FORMAT = Format(name=FORMAT_NAME, suffixes=(".json",), sniff=looks_like_labelme, load=load_labelme, folder=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from annogate.formats import Format, LoadError, read_head, sample_files
-from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, sha256_of_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, read_label_files
 from annogate.formats._xml import DEFAULT_LIMITS, XMLLimits, XMLProblem, child_text, line_of, parse_xml
 from annogate.model import Batch
 
@@ -285,13 +285,7 @@ def load_voc(
     else:
         root, files = path.parent, [path]
     r = _Reader(path=path, root=root, limits=limits, annotator_from=AnnotatorFrom.of_option(annotator_from))
-    failures = [f for f in (r.read_file(p) for p in files) if f is not None]
-    if len(failures) == len(files):
-        if not path.is_dir():
-            problem = r.b.problems[-1]
-            raise LoadError(f"{problem.message} [{problem.rule}]", path=path, line=problem.line)
-        raise LoadError(f"none of the {len(files)} XML files could be read; first: {failures[0]}", path=path)
-    return r.b.build(sha256=sha256_of_files(files, root=root))
+    return read_label_files(path, root, files, r.read_file, r.b, kind="XML")
 
 
 FORMAT = Format(name=FORMAT_NAME, suffixes=(".xml",), sniff=looks_like_voc, load=load_voc, folder=True)
