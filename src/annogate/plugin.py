@@ -67,6 +67,102 @@ def shard_of(path: str, n: int) -> int:
     return int.from_bytes(digest[:8], "big") % n + 1
 
 
+class TerminalProgress:
+    """The one-line ``annogate: reading <batch> 45% (200 of 440 MiB)`` of a long load.
+
+    Silent for the first ``delay`` seconds of a load (most batches load faster and a
+    flicker helps nobody), then rewrites one line at most every ``interval`` seconds,
+    and on ``end`` blanks it and puts back what the line held before (pytest's
+    ``path .`` prefix), so the report around it is unchanged. The load runs inside a
+    test item, while pytest captures output, so writes go through
+    ``capture`` (the capture manager's ``global_and_fixture_disabled``, as live
+    logging does). ``clock`` is injectable for tests; the adapter installs this only
+    on a terminal, without ``-q``, and not on xdist workers.
+    """
+
+    def __init__(
+        self,
+        *,
+        tw: Any,
+        capture: Any = None,
+        root: Path | None = None,
+        clock: Any = None,
+        delay: float = 2.0,
+        interval: float = 0.2,
+    ) -> None:
+        import time
+
+        self.tw = tw
+        self.capture = capture
+        self.root = root
+        self.clock = clock if clock is not None else time.monotonic
+        self.delay = delay
+        self.interval = interval
+        self._start = 0.0
+        self._last = float("-inf")
+        self._name = ""
+        self._shown = 0  # width of the line drawn, 0: nothing drawn
+        self._prefix = ""
+
+    def begin(self, path: Path) -> Any:
+        self._start = self.clock()
+        self._last = float("-inf")
+        self._shown = 0
+        name = str(path)
+        if self.root is not None:
+            try:
+                name = os.path.relpath(path, self.root)
+            except ValueError:  # another drive (Windows)
+                pass
+        self._name = name
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        now = self.clock()
+        if now - self._start < self.delay or (now - self._last < self.interval and done < total):
+            return
+        self._last = now
+        mib = 1 << 20
+        pct = int(100 * done / total) if total > 0 else 100
+        line = f"annogate: reading {self._name} {pct}% ({done // mib} of {total // mib} MiB)"
+        width = max(int(getattr(self.tw, "fullwidth", 80)) - 1, 20)
+        if len(line) > width:
+            line = line[: width - 3] + "..."
+        if not self._shown:
+            # pytest's own text on this line (the raw characters it wrote, no markup)
+            self._prefix = str(getattr(self.tw, "_current_line", ""))
+        self._write("\r" + line.ljust(self._shown))
+        self._shown = max(self._shown, len(line))
+
+    def end(self, path: Path) -> None:
+        if self._shown:
+            self._write("\r" + " " * self._shown + "\r" + self._prefix)
+            self._shown = 0
+
+    def _write(self, text: str) -> None:
+        # write_raw: pytest's idea of the current line (used to align "[ 50%]") stays its own
+        if self.capture is not None:
+            with self.capture.global_and_fixture_disabled():
+                self.tw.write_raw(text, flush=True)
+        else:
+            self.tw.write_raw(text, flush=True)
+
+
+def _install_progress(config: pytest.Config, engine: Engine) -> None:
+    """Show long loads on a real terminal only: not under -q, not on xdist workers
+    (their output never reaches the terminal), never when output is a pipe or file."""
+    if hasattr(config, "workerinput") or config.get_verbosity() < 0:
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    tw = getattr(reporter, "_tw", None)
+    out = getattr(tw, "_file", None)  # the stream pytest reports to; --color=yes on a pipe is still a pipe
+    isatty = getattr(out, "isatty", None)
+    if tw is None or isatty is None or not isatty():
+        return
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    engine.progress = TerminalProgress(tw=tw, capture=capture, root=Path(config.invocation_params.dir))
+
+
 def _baseline(config: pytest.Config) -> Any:
     """The baseline report and margins of ``--annogate-compare(-fail)``, checked now."""
     path = config.getoption("annogate_compare", default=None)
@@ -322,6 +418,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from annogate.rules import RulesError
 
     engine = session.config.stash[_ENGINE_KEY]
+    _install_progress(session.config, engine)  # here: the terminal reporter is configured by now
     for p in _arg_paths(session.config):
         if p.exists():
             try:
