@@ -9,19 +9,19 @@ file once however many batches name it.
 from __future__ import annotations
 
 import fnmatch
-import inspect
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from annogate import hookspecs
+from annogate.cohorts import Cohorts, batch_cohorts, with_cohorts
+from annogate.cohorts import add_problems as add_cohort_problems
 from annogate.findings import Finding, GateResult, ThresholdCheck
 from annogate.formats import Format, LoadError, detect_format, explain_unclaimed, load_batch, read_head, sample_files
 from annogate.gates import Gate, GateContext
@@ -32,33 +32,7 @@ from annogate.session import BatchRun
 if TYPE_CHECKING:
     from annogate.history import Margin
 
-__all__ = ["NOT_LABEL_FILES", "Claim", "Engine", "LoadFailure", "LoadProgress"]
-
-
-class LoadProgress(Protocol):
-    """How a front end follows long loads (the pytest adapter's terminal line).
-
-    ``begin`` is called before a batch is read and returns the callback the reader
-    calls with ``(done_bytes, total_bytes)``; ``end`` is called when the read is over,
-    whether it succeeded or not, so the front end can clear what it drew. Only
-    readers whose ``load`` takes a ``progress`` keyword report (COCO today); the
-    others are still bracketed by ``begin``/``end``.
-    """
-
-    def begin(self, path: Path) -> Callable[[int, int], None]: ...
-
-    def end(self, path: Path) -> None: ...
-
-
-@cache
-def _takes_progress(load: Callable[..., Any]) -> bool:
-    """Whether a reader accepts ``progress=`` (third-party readers need not)."""
-    try:
-        params = inspect.signature(load).parameters
-    except (TypeError, ValueError):
-        return False
-    return "progress" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
+__all__ = ["NOT_LABEL_FILES", "Claim", "Engine", "LoadFailure"]
 
 #: Files that are plainly something else: in scope by their suffix, claimed by no
 #: reader, and *not* failed as unreadable label files (lower-case name globs). The
@@ -169,6 +143,7 @@ class _Loaded:
     batch: Batch | None
     failure: LoadFailure | None
     seconds: float
+    cohorts: Cohorts | None = None  # from the rules' cohort_field, when set
 
 
 def _abs(path: Path) -> Path:
@@ -237,8 +212,6 @@ class Engine:
 
     rules_path: Path | None = None
     baseline: Baseline | None = None
-    #: follows long loads (see :class:`LoadProgress`); None: silent
-    progress: LoadProgress | None = None
     pm: pluggy.PluginManager = field(default_factory=plugin_manager)
     _rules: dict[Path | None, Rules] = field(default_factory=dict)
     _loaded: dict[Path, _Loaded] = field(default_factory=dict)
@@ -406,8 +379,16 @@ class Engine:
                 if "annotator_from" in rules.data and chosen is not None and chosen.folder:
                     # the layout names the annotator: only folder readers take it
                     opts.setdefault("annotator_from", rules.data["annotator_from"])
-                batch = self._read(path, fmt_name, chosen, opts)
-                self._loaded[key] = _Loaded(batch=batch, failure=None, seconds=time.perf_counter() - t0)
+                cohort_field = rules.data.get("cohort_field")
+                if cohort_field and chosen is not None and chosen.name == "coco":
+                    opts.setdefault("cohort_field", cohort_field)  # COCO keeps only the fields asked for
+                batch = load_batch(_display_path(path), format=fmt_name, formats=self.formats, **opts)
+                cohorts = batch_cohorts(batch, str(cohort_field)) if cohort_field else None
+                if cohorts is not None:
+                    batch = add_cohort_problems(batch, cohorts)
+                self._loaded[key] = _Loaded(
+                    batch=batch, failure=None, seconds=time.perf_counter() - t0, cohorts=cohorts
+                )
             except LoadError as e:
                 self._loaded[key] = _Loaded(
                     batch=None, failure=LoadFailure(path=path, error=e), seconds=time.perf_counter() - t0
@@ -418,18 +399,6 @@ class Engine:
                     batch=None, failure=LoadFailure(path=path, error=err), seconds=time.perf_counter() - t0
                 )
         return self._loaded[key]
-
-    def _read(self, path: Path, fmt_name: str, chosen: Format | None, opts: dict[str, Any]) -> Batch:
-        """One reader call, bracketed by the progress front end when there is one."""
-        if self.progress is None:
-            return load_batch(_display_path(path), format=fmt_name, formats=self.formats, **opts)
-        callback = self.progress.begin(path)
-        try:
-            if chosen is not None and _takes_progress(chosen.load):
-                opts = {**opts, "progress": callback}
-            return load_batch(_display_path(path), format=fmt_name, formats=self.formats, **opts)
-        finally:
-            self.progress.end(path)
 
     def load(self, path: Path) -> Batch:
         """Load a batch (cached); raises LoadError when it cannot be read."""
@@ -486,7 +455,7 @@ class Engine:
         rules = self.rules_for(path)
         ctx = GateContext(
             section=rules.section(name),
-            rules=rules.data,
+            rules=self._batch_rules(rules, loaded),
             base_dir=rules.base_dir,
             load=self.load,
             cache=self._cache,
@@ -502,6 +471,14 @@ class Engine:
                 reason=f"the {name} gate raised {_exception_text(e)}",
             )
 
+    @staticmethod
+    def _batch_rules(rules: Rules, loaded: _Loaded) -> Mapping[str, Any]:
+        """The merged rules as this batch sees them: with the cohorts its ``cohort_field``
+        gives under the explicit ``cost.cohorts`` (so tables, checks and cost share one mapping)."""
+        if loaded.cohorts is None:
+            return rules.data
+        return with_cohorts(rules.data, loaded.cohorts)
+
     def run_batch(self, path: Path, names: list[str]) -> BatchRun:
         """Run the named gates of one batch (each once per process) and return them all.
 
@@ -513,10 +490,11 @@ class Engine:
         run = self._runs.get(key)
         if run is None:
             loaded = self._load(path)
+            cost_rules = self._batch_rules(self.rules_for(path), loaded).get("cost", {})
             run = self._runs[key] = BatchRun.of(
                 _display_path(path),
                 loaded.batch,
-                cost_rules=self.rules_for(path).section("cost"),
+                cost_rules=cost_rules if isinstance(cost_rules, Mapping) else {},
                 order=[g.name for g in self.gates],
             )
         for name in names:

@@ -119,6 +119,16 @@ _TOP_SCHEMA: dict[str, Any] = {
         "type": "string",
         "description": "Dotted field holding the annotator, e.g. attributes.annotator.",
     },
+    "cohort_field": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "description": (
+            "Per-annotation field naming the annotator's cohort (vendor, shift, tool version), e.g. vendor "
+            "(COCO: dotted like attributes.vendor; CVAT/VOC/Label Studio/LabelMe: the object's attribute). "
+            "Each annotator's cohort is the value most of their annotations carry; [cost] cohorts wins over it."
+        ),
+    },
     "exclude": {
         "type": "array",
         "items": {"type": "string"},

@@ -24,7 +24,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -241,10 +241,15 @@ class _Categories(_Builder):
 class _Annotations(_Builder):
     """The hot loop: one pass of cheap exact type checks per annotation."""
 
-    def __init__(self, *, results: bool, annotator_field: str | None) -> None:
+    def __init__(self, *, results: bool, annotator_field: str | None, cohort_field: str | None = None) -> None:
         super().__init__(None if results else "annotations")  # a results list is the root array
         self.results = results
         self.annotator_field = annotator_field
+        # rules' cohort_field: each row's value kept as attributes {field: value} (one shared
+        # dict per distinct value, so a pointer per row), read by annogate.cohorts
+        self.cohort_field = cohort_field
+        self.cohort_rows: list[dict[str, str] | None] = []
+        self._cohort_dicts: dict[str, dict[str, str]] = {}
         # columns, converted chunk by chunk (see _Grow)
         self.id, self.id_valid = _Grow(np.int64), _Grow(np.bool_)
         self.image_id, self.image_id_valid = _Grow(np.int64), _Grow(np.bool_)
@@ -288,6 +293,8 @@ class _Annotations(_Builder):
                 attrs = it.get("attributes")
                 if type(attrs) is dict:
                     v = attrs.get("annotator_id", attrs.get("annotator"))
+        if self.cohort_field is not None:
+            self._cohort(it)
         if v is None or isinstance(v, (dict, list)):
             return -1
         name = str(v)
@@ -295,6 +302,20 @@ class _Annotations(_Builder):
         if idx is None:
             idx = self.annotators[name] = len(self.annotators)
         return idx
+
+    def _cohort(self, it: Mapping[str, Any]) -> None:
+        """Keep this row's cohort field (called once per row, from :meth:`_annotator`)."""
+        from annogate.cohorts import cohort_value
+
+        assert self.cohort_field is not None
+        v = cohort_value(it, self.cohort_field)
+        if v is None:
+            self.cohort_rows.append(None)
+            return
+        d = self._cohort_dicts.get(v)
+        if d is None:
+            d = self._cohort_dicts[v] = {self.cohort_field: v}
+        self.cohort_rows.append(d)
 
     def add(self, chunk: Chunk) -> None:
         self.sample(chunk)
@@ -435,7 +456,7 @@ class _Annotations(_Builder):
         self.annotator.extend(annot)
 
     def _has_annotators(self, items: list[dict[str, Any]]) -> bool:
-        if self.annotator_field is not None:
+        if self.annotator_field is not None or self.cohort_field is not None:
             return True
         return any(("annotator_id" in a or "annotator" in a or "attributes" in a) for a in items)
 
@@ -624,6 +645,10 @@ class _Annotations(_Builder):
             kp_offsets=kp_off,
             num_keypoints=self.num_kp.take(),
         )
+        if self.cohort_field is not None and len(self.cohort_rows) == n and any(self.cohort_rows):
+            col = np.empty(n, dtype=object)
+            col[:] = self.cohort_rows
+            ann = replace(ann, attributes=col)
         return ann, tuple(self.annotators)
 
 
@@ -711,14 +736,10 @@ def load_coco(
     *,
     images_from: Batch | None = None,
     annotator_field: str | None = None,
+    cohort_field: str | None = None,
     max_bytes: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> Batch:
     """Read a COCO file into a :class:`Batch`.
-
-    ``progress(done_bytes, total_bytes)``, when given, is called once per block the
-    scanner reads (see :func:`~annogate.formats._jsonscan.scan_json`), so a front end
-    can show how far a long load is; it never changes what is read.
 
     ``images_from`` supplies images and categories for a COCO *results* file (a bare
     array of detections that refers to a ground truth's ids). Syntax errors raise
@@ -736,7 +757,7 @@ def load_coco(
     was_enabled = gc.isenabled()
     gc.disable()  # the parser creates millions of short-lived objects; tracing them triples the time
     try:
-        for item in scan_json(path, big_keys=BIG_KEYS, max_bytes=limit, progress=progress):
+        for item in scan_json(path, big_keys=BIG_KEYS, max_bytes=limit):
             if isinstance(item, Scan):
                 scan = item
                 continue
@@ -746,7 +767,9 @@ def load_coco(
                 cats_b.add(item)
             else:
                 if ann_b is None:
-                    ann_b = _Annotations(results=item.key is None, annotator_field=annotator_field)
+                    ann_b = _Annotations(
+                        results=item.key is None, annotator_field=annotator_field, cohort_field=cohort_field
+                    )
                 ann_b.add(item)
     except FileTooLarge as e:
         from annogate.formats import LoadError
@@ -763,7 +786,7 @@ def load_coco(
     skeleton = scan.skeleton
     results = isinstance(skeleton, list)
     if ann_b is None:
-        ann_b = _Annotations(results=results, annotator_field=annotator_field)
+        ann_b = _Annotations(results=results, annotator_field=annotator_field, cohort_field=cohort_field)
     flavour = ann_b.flavour()
     if flavour is not None:
         return _flavour_batch(path, scan, flavour, images_b.build(), cats_b.build())
