@@ -9,13 +9,15 @@ file once however many batches name it.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -32,7 +34,33 @@ from annogate.session import BatchRun
 if TYPE_CHECKING:
     from annogate.history import Margin
 
-__all__ = ["NOT_LABEL_FILES", "Claim", "Engine", "LoadFailure"]
+__all__ = ["NOT_LABEL_FILES", "Claim", "Engine", "LoadFailure", "LoadProgress"]
+
+
+class LoadProgress(Protocol):
+    """How a front end follows long loads (the pytest adapter's terminal line).
+
+    ``begin`` is called before a batch is read and returns the callback the reader
+    calls with ``(done_bytes, total_bytes)``; ``end`` is called when the read is over,
+    whether it succeeded or not, so the front end can clear what it drew. Only
+    readers whose ``load`` takes a ``progress`` keyword report (COCO today); the
+    others are still bracketed by ``begin``/``end``.
+    """
+
+    def begin(self, path: Path) -> Callable[[int, int], None]: ...
+
+    def end(self, path: Path) -> None: ...
+
+
+@cache
+def _takes_progress(load: Callable[..., Any]) -> bool:
+    """Whether a reader accepts ``progress=`` (third-party readers need not)."""
+    try:
+        params = inspect.signature(load).parameters
+    except (TypeError, ValueError):
+        return False
+    return "progress" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
 
 #: Files that are plainly something else: in scope by their suffix, claimed by no
 #: reader, and *not* failed as unreadable label files (lower-case name globs). The
@@ -212,6 +240,8 @@ class Engine:
 
     rules_path: Path | None = None
     baseline: Baseline | None = None
+    #: follows long loads (see :class:`LoadProgress`); None: silent
+    progress: LoadProgress | None = None
     pm: pluggy.PluginManager = field(default_factory=plugin_manager)
     _rules: dict[Path | None, Rules] = field(default_factory=dict)
     _loaded: dict[Path, _Loaded] = field(default_factory=dict)
@@ -382,7 +412,7 @@ class Engine:
                 cohort_field = rules.data.get("cohort_field")
                 if cohort_field and chosen is not None and chosen.name == "coco":
                     opts.setdefault("cohort_field", cohort_field)  # COCO keeps only the fields asked for
-                batch = load_batch(_display_path(path), format=fmt_name, formats=self.formats, **opts)
+                batch = self._read(path, fmt_name, chosen, opts)
                 cohorts = batch_cohorts(batch, str(cohort_field)) if cohort_field else None
                 if cohorts is not None:
                     batch = add_cohort_problems(batch, cohorts)
@@ -399,6 +429,18 @@ class Engine:
                     batch=None, failure=LoadFailure(path=path, error=err), seconds=time.perf_counter() - t0
                 )
         return self._loaded[key]
+
+    def _read(self, path: Path, fmt_name: str, chosen: Format | None, opts: dict[str, Any]) -> Batch:
+        """One reader call, bracketed by the progress front end when there is one."""
+        if self.progress is None:
+            return load_batch(_display_path(path), format=fmt_name, formats=self.formats, **opts)
+        callback = self.progress.begin(path)
+        try:
+            if chosen is not None and _takes_progress(chosen.load):
+                opts = {**opts, "progress": callback}
+            return load_batch(_display_path(path), format=fmt_name, formats=self.formats, **opts)
+        finally:
+            self.progress.end(path)
 
     def load(self, path: Path) -> Batch:
         """Load a batch (cached); raises LoadError when it cannot be read."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -738,8 +738,13 @@ def load_coco(
     annotator_field: str | None = None,
     cohort_field: str | None = None,
     max_bytes: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Batch:
     """Read a COCO file into a :class:`Batch`.
+
+    ``progress(done_bytes, total_bytes)``, when given, is called once per block the
+    scanner reads (see :func:`~annogate.formats._jsonscan.scan_json`), so a front end
+    can show how far a long load is; it never changes what is read.
 
     ``images_from`` supplies images and categories for a COCO *results* file (a bare
     array of detections that refers to a ground truth's ids). Syntax errors raise
@@ -757,7 +762,7 @@ def load_coco(
     was_enabled = gc.isenabled()
     gc.disable()  # the parser creates millions of short-lived objects; tracing them triples the time
     try:
-        for item in scan_json(path, big_keys=BIG_KEYS, max_bytes=limit):
+        for item in scan_json(path, big_keys=BIG_KEYS, max_bytes=limit, progress=progress):
             if isinstance(item, Scan):
                 scan = item
                 continue
