@@ -117,6 +117,12 @@ def main_trend(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     ap.add_argument("history", help="history folder, history.jsonl, or a folder of audit reports")
     ap.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
     ap.add_argument("--json", action="store_true", help="print the series as JSON")
+    ap.add_argument(
+        "--html",
+        metavar="PATH",
+        help="also draw the series (defect rate with Wilson intervals per source, cohort and annotator; "
+        "flagged series in red) as one self-contained HTML file",
+    )
     args = ap.parse_args(list(argv))
     try:
         entries = load_history(args.history)
@@ -124,6 +130,15 @@ def main_trend(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         print(f"annogate trend: {e}", file=sys.stderr)
         return 4
     series = trend(entries, alpha=args.alpha)
+    if args.html:
+        from annogate.report.outputs import OutputError
+        from annogate.report.trend_html import write_trend_html
+
+        try:
+            write_trend_html(args.html, series, entries=len(entries), alpha=args.alpha, source=str(args.history))
+        except (OSError, OutputError) as e:  # a folder, FIFO or device named as the page: refused, not replaced
+            print(f"annogate trend: cannot write {args.html}: {e}", file=sys.stderr)
+            return 4
     if args.json:
         out.write(
             json.dumps(
