@@ -176,3 +176,27 @@ def test_rules_schema(tmp_path: Path) -> None:
         f.write_text(bad + "\n")
         with pytest.raises(RulesError):
             load_rules(f, sections={})
+
+
+def test_a_session_report_itemises_cost_by_derived_cohort(tmp_path: Path) -> None:
+    """The controller prices from the items' payloads (as under xdist): the derived
+    cohorts must travel with the batch, not be looked up in the rules file again."""
+    import subprocess
+    import sys
+
+    path = _coco_batch(tmp_path, 'cohort_field = "vendor"')
+    want = _expected(path, lambda a: a.get("vendor"))
+    code = "import sys; from annogate.cli import main; sys.exit(main(sys.argv[1:]))"
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(path), "-q", "--annogate-report", str(tmp_path / "r.json")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    keys = {b["key"] for b in report["batches"][0]["cost"]["by_annotator"]}
+    assert keys and not keys & set(want)
+    assert keys <= set(want.values()) | {"(unknown)"}

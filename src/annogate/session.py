@@ -62,6 +62,9 @@ class BatchRun:
             "n_annotations": self.n_annotations,
             "n_images": self.n_images,
             "composition": [list(x) for x in self.composition],
+            # cohorts derived from the batch (rules' cohort_field) travel with it, so the
+            # controller prices by cohort under xdist exactly as in one process
+            "cohorts": dict(self.cost_rules.get("cohorts") or {}),
         }
 
     def item_payload(self, gate: str) -> dict[str, Any]:
@@ -137,7 +140,7 @@ def outcomes_from_payloads(payloads: Sequence[Mapping[str, Any]], *, engine: Eng
             _outcome(
                 facts,
                 results,
-                rules.section("cost"),
+                {**rules.section("cost"), **({"cohorts": facts["cohorts"]} if facts.get("cohorts") else {})},
                 order=[g.name for g in engine.gates],
                 rules_path=_shown(rules.path),
                 rules_sha256=rules.sha256,
