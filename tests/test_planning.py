@@ -13,7 +13,6 @@ from annogate.planning import (
     estimation_plan,
     hypergeom_cdf,
     iso2859_sample_size,
-    objects_to_decide,
     wilson,
 )
 
@@ -106,19 +105,6 @@ def test_estimation_plan_finite_population_and_images() -> None:
     assert fin.images == math.ceil(fin.objects / 4.0)
     cp = estimation_plan(expected_rate=0.05, margin=0.01, method="clopper-pearson")
     assert cp.objects >= inf.objects  # the exact interval is the more conservative one
-
-
-def test_objects_to_decide() -> None:
-    # 3 defects in 50 (6%) against a 10% limit: Wilson (2.1%, 16.2%) straddles it
-    extra = objects_to_decide(3, 50, 0.10)
-    assert extra is not None and extra > 0
-    total = 50 + extra
-    _lo, hi = wilson(round(0.06 * total), total)
-    assert hi < 0.10
-    _lo, hi = wilson(round(0.06 * (total - 1)), total - 1)
-    assert hi >= 0.10
-    assert objects_to_decide(0, 1000, 0.05) == 0
-    assert objects_to_decide(5, 100, 0.05) is None
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1, 1.0])

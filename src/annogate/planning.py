@@ -22,6 +22,7 @@ tests hold these functions to SciPy and to the published tables.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
@@ -35,7 +36,6 @@ __all__ = [
     "estimation_plan",
     "hypergeom_cdf",
     "iso2859_sample_size",
-    "objects_to_decide",
     "t_quantile",
     "wilson",
 ]
@@ -181,23 +181,21 @@ def t_quantile(p: float, df: float) -> float:
 
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials (as ``annogate.stats``)."""
+    """Wilson score interval for k successes in n trials: ``annogate.stats.wilson_interval``
+    as plain floats, with ``(0, 1)`` (nothing known) for an empty sample."""
+    from annogate.stats import wilson_interval
+
     if n <= 0:
         return (0.0, 1.0)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low, high = wilson_interval(float(k), float(n), confidence)
+    return (float(low), float(high))
 
 
-def _bisect(f: object, lo: float, hi: float) -> float:
-    """Root of a monotone increasing function on [lo, hi] (60 halvings: 1e-18 relative)."""
-    fn = f  # typed loosely to keep the helper tiny
+def _bisect(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """Root of a monotone increasing function on [lo, hi] (80 halvings)."""
     for _ in range(80):
         mid = (lo + hi) / 2
-        if fn(mid) < 0:  # type: ignore[operator]
+        if f(mid) < 0:
             lo = mid
         else:
             hi = mid
@@ -399,41 +397,3 @@ def iso2859_sample_size(lot: int, *, level: str = "II") -> tuple[str, int]:
     row = next(i for i, upper in enumerate(_LOT_UPPER) if lot <= upper)
     letter = _LETTERS[level][row]
     return letter, min(_SAMPLE_SIZE[letter], lot)
-
-
-def objects_to_decide(
-    defects: int, n: int, limit: float, *, confidence: float = 0.95, max_extra: int = 10**7
-) -> int | None:
-    """How many more golden objects would decide ``rate <= limit`` if the observed rate holds.
-
-    Returns 0 when the Wilson interval already excludes the limit, the smallest extra
-    sample that makes it exclude the limit otherwise, or None when the observed rate
-    equals the limit (no sample size decides it).
-    """
-    if n <= 0:
-        return None
-    rate = defects / n
-    if rate == limit:
-        return None
-
-    def decided(m: int) -> bool:
-        total = n + m
-        k = round(rate * total)
-        lo, hi = wilson(k, total, confidence)
-        return hi < limit or lo > limit
-
-    if decided(0):
-        return 0
-    hi = 1
-    while not decided(hi):
-        hi *= 2
-        if hi > max_extra:
-            return None
-    lo = 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if decided(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
