@@ -223,7 +223,8 @@ class _Reader:
         return None
 
     def read_text(self, path: Path, *, cap: int | None = None) -> str | None:
-        """A small text file (config, names, image list) decoded, or None with a problem."""
+        """A text file (config, names, image list, label file) read up to ``cap`` bytes and
+        decoded, or None with a problem; a file read is recorded for the batch's digest."""
         cap = MAX_CONFIG_BYTES if cap is None else cap
         try:
             data = _read_capped(path, cap)
@@ -849,18 +850,9 @@ def _parse(r: _Reader, label: Path) -> list[_Row] | None:
     if not r.allowed(label):
         r.problem("outside_dataset", "label file lies outside the dataset folder (a symlink?); not read", file=label)
         return None
-    try:
-        data = _read_capped(label, MAX_LABEL_BYTES)
-    except OSError as e:
-        r.problem("unreadable", f"cannot read: {e.strerror or e}", file=label)
-        return None
-    if data is None:
-        r.problem("file_too_large", f"label file larger than {MAX_LABEL_BYTES} bytes; not read", file=label)
-        return None
-    text = r._decode(data, label)
+    text = r.read_text(label, cap=MAX_LABEL_BYTES)
     if text is None:
         return None
-    r.read_files.append(label)
     rows: list[_Row] = []
     for i, ln in enumerate(text.split("\n"), 1):
         if len(ln) > MAX_LINE_CHARS:
