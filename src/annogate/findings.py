@@ -15,7 +15,7 @@ memory a result takes does not grow with the number of defects.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -316,7 +316,7 @@ class FindingLog:
     :attr:`tally`, so a batch with a million defects costs a few thousand findings.
     """
 
-    __slots__ = ("_kept", "findings", "max_per_rule", "tally")
+    __slots__ = ("_kept", "findings", "max_per_rule", "rows", "tally")
 
     def __init__(self, *, max_per_rule: int = DEFAULT_MAX_FINDINGS_PER_RULE) -> None:
         if max_per_rule < 0:
@@ -325,6 +325,8 @@ class FindingLog:
         self.findings: list[Finding] = []
         self.tally = Tally()
         self._kept: Counter[str] = Counter()
+        # every row added per rule (never capped): what the gate hands the cost estimate
+        self.rows: dict[str, list[npt.NDArray[np.int64]]] = defaultdict(list)
 
     def room(self, rule: str) -> int:
         """How many more findings of ``rule`` will be kept."""
@@ -362,6 +364,8 @@ class FindingLog:
         """Count every row of ``rows`` under ``rule``; build findings for those under the cap."""
         idx = _as_rows(rows)
         self.tally.add_rows(batch, rule, idx)
+        if idx.size:
+            self.rows[rule].append(idx)
         k = min(idx.size, self.room(rule))
         if k == 0:
             return

@@ -49,7 +49,6 @@ for the rings the star test could not prove, which in real data are a minority.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -242,8 +241,6 @@ class _Collector:
         self.batch = batch
         # at most max_per_rule findings built per rule; the tally counts every defect
         self.log = FindingLog(max_per_rule=max_per_rule)
-        # every defective row per rule, for the cost estimate (exact, never capped)
-        self.rows: dict[str, list[npt.NDArray[np.integer[Any]]]] = defaultdict(list)
 
     def add(
         self,
@@ -254,7 +251,6 @@ class _Collector:
     ) -> None:
         if len(rows) == 0:
             return
-        self.rows[rule].append(np.asarray(rows))
         self.log.add_rows(self.batch, rows, gate=GATE_NAME, rule=rule, messages=messages, values=values)
 
 
@@ -1348,7 +1344,9 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
         "findings": sum(counts.values()),
         "findings_by_type": {r: c for r, c in counts.items() if c},
     }
-    cost = CostFacts(exact=defect_rows(batch, out.rows, is_error=lambda r: severity_for(cfg.thresholds, r) == "error"))
+    cost = CostFacts(
+        exact=defect_rows(batch, out.log.rows, is_error=lambda r: severity_for(cfg.thresholds, r) == "error")
+    )
     return GateResult.from_checks(
         gate=GATE_NAME,
         population=n,

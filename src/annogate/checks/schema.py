@@ -209,27 +209,20 @@ def integrity_findings(batch: Batch, rules: Mapping[str, Any], log: FindingLog |
     return log.findings
 
 
-def _cost_facts(batch: Batch, counts: Mapping[str, int], rules: Mapping[str, Any], cfg: Mapping[str, Any]) -> CostFacts:
-    """Exact defects: annotation rows with a dangling or duplicate id, every annotation of
-    a class outside the taxonomy, and one per other error (a bad element, a duplicate
-    image or category) that someone has to correct."""
+def _cost_facts(batch: Batch, log: FindingLog, rules: Mapping[str, Any], cfg: Mapping[str, Any]) -> CostFacts:
+    """Exact defects: the annotation rows the log holds (dangling or duplicate ids), every
+    annotation of a class outside the taxonomy, and one per other error (a bad element,
+    a duplicate image or category) that someone has to correct."""
     ann = batch.annotations
-    rows: dict[str, list[npt.NDArray[np.integer[Any]]]] = {}
-    if len(ann) and (not batch.predictions or len(batch.images) > 0):
-        rows["dangling_image_id"] = [np.flatnonzero((ann.image < 0) & _refs(ann.image_id, ann.image_id_valid))]
-        rows["dangling_category_id"] = [
-            np.flatnonzero((ann.category < 0) & _refs(ann.category_id, ann.category_id_valid))
-        ]
-    if len(ann) and not batch.predictions:
-        rows["duplicate_annotation_id"] = [_duplicates(ann.id, ann.id_valid)]
+    rows: dict[str, list[npt.NDArray[np.integer[Any]]]] = {k: list(v) for k, v in log.rows.items()}
     classes = rules.get("taxonomy", {}).get("classes")
     if classes and len(ann):
         known = set(classes) | set(rules.get("taxonomy", {}).get("aliases", {}))
         bad = np.asarray([str(n) not in known for n in batch.categories.name] + [False], dtype=bool)
         rows["unknown_class"] = [np.flatnonzero(bad[ann.category])]
-    # counted from every defect (``counts``), not from the findings kept under the cap
+    # counted from every defect (the log's counts), not from the findings kept under the cap
     loose: dict[str, int] = defaultdict(int)
-    for rule, n in counts.items():
+    for rule, n in log.counts().items():
         if rule not in rows:
             loose[rule] += n
     return CostFacts(exact=defect_rows(batch, rows, is_error=lambda r: severity_for(cfg, r) == "error", loose=loose))
@@ -242,7 +235,7 @@ def run(batch: Batch, ctx: GateContext) -> GateResult:
     problem_findings(batch, batch.problems, log)
     integrity_findings(batch, ctx.rules, log)
     findings = apply_severity(log.findings, cfg)
-    cost = _cost_facts(batch, log.counts(), ctx.rules, cfg)
+    cost = _cost_facts(batch, log, ctx.rules, cfg)
     population = len(batch.annotations) + len(batch.images) + len(batch.categories)
     checks = error_type_checks(tally=log.tally, population=population, cfg=cfg)
     metrics = {
