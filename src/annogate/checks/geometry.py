@@ -61,6 +61,7 @@ from annogate.defects import CostFacts, defect_rows
 from annogate.findings import DEFAULT_MAX_FINDINGS_PER_RULE, FindingLog, GateResult
 from annogate.gates import Gate, GateContext
 from annogate.model import SEG_POLYGON, SEG_RLE, Batch
+from annogate.ragged import ranges
 from annogate.rle import decode_counts_string, rle_counts
 from annogate.thresholds import (
     THRESHOLDS_SCHEMA,
@@ -219,15 +220,6 @@ class _Segments:
             out[:-1] = v[1:]
             out[self.nz_ends] = v[self.nz_starts]
         return out
-
-
-def _gather_segments(starts: I64, counts: I64) -> I64:
-    """Indices of the elements of segments (start, count), concatenated, without a loop."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.empty(0, np.int64)
-    seg_first = np.cumsum(counts) - counts
-    return np.repeat(starts - seg_first, counts) + np.arange(total, dtype=np.int64)
 
 
 def _fmt(v: float) -> str:
@@ -468,7 +460,8 @@ def _ring_figures(x: F64, y: F64, cnt: I64) -> _RingFigures:
         retry = np.flatnonzero(~proven & finite & (cnt >= 3) & np.isfinite(ccx) & np.isfinite(ccy))
         if retry.size == 0:
             break
-        idx = _gather_segments(seg.starts[retry], cnt[retry])
+        first = seg.starts[retry]
+        idx = ranges(first, first + cnt[retry])
         p2, _, _, _ = _star_test(x[idx], y[idx], _Segments(cnt[retry]), ccx[retry], ccy[retry], span[retry])
         proven[retry] = p2
     return _RingFigures(finite=finite, area=np.abs(area2) / 2.0, x0=x0, y0=y0, x1=x1, y1=y1, proven=proven)
@@ -524,7 +517,8 @@ def _check_polygons(
         ring_rows = np.arange(r_total)
     else:
         keep = np.flatnonzero(~odd)
-        idx = _gather_segments(ro[keep], ncoord[keep])
+        first = ro[keep]
+        idx = ranges(first, first + ncoord[keep])
         pts = xy[idx].reshape(-1, 2)
         pt_off = np.concatenate([[0], np.cumsum(ncoord[keep] // 2)]).astype(np.int64)
         ring_rows = keep
@@ -698,7 +692,7 @@ def _geos_rings(
     area: GEOS calls that a self-intersection, a user would not), or invalid with
     GEOS's reason for the polygon, which names the kind and location of the defect.
     """
-    idx = _gather_segments(starts, counts)
+    idx = ranges(starts, starts + counts)
     owner = np.repeat(np.arange(rows.size), counts)
     rings = shapely.linearrings(pts[idx], indices=owner)
     bad = np.flatnonzero(~shapely.is_valid(rings))
@@ -740,7 +734,7 @@ def _doubles_back(pts: F64, starts: I64, counts: I64) -> B:
     Repeated points are dropped first (a closing point or a double click is no turn).
     A ring that touches itself at a point without reversing anywhere is no spike.
     """
-    idx = _gather_segments(starts, counts)
+    idx = ranges(starts, starts + counts)
     owner = np.repeat(np.arange(counts.size), counts)
     p = pts[idx]
     seg = _Segments(counts)
@@ -769,9 +763,9 @@ def _union_areas(batch: Batch, rows: I64) -> F64:
     ann = batch.annotations
     aro = ann.ann_ring_offsets.astype(np.int64)
     ro = ann.ring_offsets.astype(np.int64)
-    ring_idx = _gather_segments(aro[rows], np.diff(aro)[rows])
+    ring_idx = ranges(aro[rows], aro[rows + 1])
     owner = np.repeat(np.arange(rows.size), np.diff(aro)[rows])
-    coord_idx = _gather_segments(ro[ring_idx], np.diff(ro)[ring_idx])
+    coord_idx = ranges(ro[ring_idx], ro[ring_idx + 1])
     pts = ann.poly_xy[coord_idx].reshape(-1, 2)
     ring_of_pt = np.repeat(np.arange(ring_idx.size), np.diff(ro)[ring_idx] // 2)
     polys = shapely.polygons(shapely.linearrings(pts, indices=ring_of_pt))
@@ -1183,7 +1177,8 @@ def _near_duplicate_pairs(
     cum = np.concatenate([[0], np.cumsum(c_run)]).astype(np.int64)
     for a, b in _chunks(cum, _CHUNK_POINTS):
         c = c_run[a:b]
-        jpos = _gather_segments(np.arange(a, b, dtype=np.int64) + 1, c)
+        first = np.arange(a, b, dtype=np.int64) + 1
+        jpos = ranges(first, first + c)
         i = np.repeat(order[a:b], c)
         j = order[jpos]
         examined += int(i.size)
@@ -1285,7 +1280,7 @@ def _grid_candidates(
     cnt = allowed
     examined = int(cnt.sum())
 
-    pos = _gather_segments(lo_all, cnt)
+    pos = ranges(lo_all, lo_all + cnt)
     return perm[pos], np.repeat(pj_probe, cnt), examined, skipped
 
 
