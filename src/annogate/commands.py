@@ -196,8 +196,9 @@ def main_merge(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         return 4
     if args.output:
         from annogate.report.audit import atomic_write_text
+        from annogate.report.outputs import same_file
 
-        if any(Path(args.output).resolve() == Path(r).resolve() for r in args.reports):
+        if any(same_file(Path(args.output), Path(r)) for r in args.reports):
             print(f"annogate merge: {args.output}: is one of the reports being merged", file=sys.stderr)
             return 4
         try:

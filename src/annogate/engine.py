@@ -12,7 +12,6 @@ import fnmatch
 import inspect
 import os
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -170,7 +169,6 @@ class LoadFailure:
 class _Loaded:
     batch: Batch | None
     failure: LoadFailure | None
-    seconds: float
     cohorts: Cohorts | None = None  # from the rules' cohort_field, when set
 
 
@@ -393,7 +391,6 @@ class Engine:
         # (format, annotator field), which depend on where it was found.
         key = _abs(path)
         if key not in self._loaded:
-            t0 = time.perf_counter()
             rules = self.rules_for(path)
             opts: dict[str, Any] = dict(options)
             if "annotator_field" in rules.data:
@@ -416,18 +413,12 @@ class Engine:
                 cohorts = batch_cohorts(batch, str(cohort_field)) if cohort_field else None
                 if cohorts is not None:
                     batch = add_cohort_problems(batch, cohorts)
-                self._loaded[key] = _Loaded(
-                    batch=batch, failure=None, seconds=time.perf_counter() - t0, cohorts=cohorts
-                )
+                self._loaded[key] = _Loaded(batch=batch, failure=None, cohorts=cohorts)
             except LoadError as e:
-                self._loaded[key] = _Loaded(
-                    batch=None, failure=LoadFailure(path=path, error=e), seconds=time.perf_counter() - t0
-                )
+                self._loaded[key] = _Loaded(batch=None, failure=LoadFailure(path=path, error=e))
             except Exception as e:  # a third-party reader's bug must not crash the session
                 err = LoadError(f"the reader raised {_exception_text(e)}", path=_display_path(path))
-                self._loaded[key] = _Loaded(
-                    batch=None, failure=LoadFailure(path=path, error=err), seconds=time.perf_counter() - t0
-                )
+                self._loaded[key] = _Loaded(batch=None, failure=LoadFailure(path=path, error=err))
         return self._loaded[key]
 
     def _read(self, path: Path, fmt_name: str, chosen: Format | None, opts: dict[str, Any]) -> Batch:

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from annogate.model import SEG_POLYGON, SEG_RLE, Batch
 from annogate.ragged import ragged, ranges
-from annogate.rle import rle_problem
+from annogate.rle import MAX_PIXELS, rle_problem
 
 __all__ = ["COORD_LIMIT", "WALK_LIMIT", "MaskSet", "Raster", "pair_mask_iou", "raster_iou", "rasterise"]
 
@@ -47,8 +47,6 @@ COORD_LIMIT = float(1 << 24)
 #: ``frPyObjects``: its memory grows with it (1e7-pixel sides take 1.6 GB, 1e8 never
 #: finishes). 2^20 is ~70 times the perimeter of a 4000 x 3000 image.
 WALK_LIMIT = float(1 << 20)
-#: Largest image (h * w) masks are drawn at: pycocotools counts pixels in 32 bits.
-MAX_PIXELS = 1 << 31
 
 _CHUNK_PAIRS = 1 << 11  # pairs per rasterisation chunk: bounds the temporary interval arrays
 _CHUNK_COLUMNS = 1 << 21  # columns drawn per chunk (both sides, counted per pair): bounds them whatever the sizes
@@ -348,6 +346,7 @@ class MaskSet:
         h = gi.height[img] if n else np.empty(0)
         w = gi.width[img] if n else np.empty(0)
         with np.errstate(invalid="ignore", over="ignore"):
+            # pycocotools counts pixels in 32 bits: the RLE validator's own limit
             good_size = np.isfinite(h) & np.isfinite(w) & (h >= 1) & (w >= 1) & (h * w <= MAX_PIXELS)
         size = np.stack([np.where(good_size, h, 1), np.where(good_size, w, 1)], 1).astype(np.int64).reshape(n, 2)
         reasons: list[str | None] = [None] * n

@@ -204,6 +204,8 @@ def _check_history(config: pytest.Config) -> Path | None:
     value = config.getoption("annogate_history", default=None)
     if not value:
         return None
+    from annogate.report.outputs import below
+
     d = Path(os.path.abspath(str(value)))
     where = f"--annogate-history {value}"
     if d.exists() and not d.is_dir():
@@ -214,7 +216,7 @@ def _check_history(config: pytest.Config) -> Path | None:
     real = Path(os.path.realpath(d))
     for a in _arg_paths(config):
         folder = a if a.is_dir() else a.parent
-        if _below(real, folder) or _below(d, folder):
+        if below(real, folder) or below(d, folder):
             raise pytest.UsageError(f"annogate: {where}: is inside {folder}, which is being gated")
     target = d / "history.jsonl"
     if target.is_symlink() or (target.exists() and not target.is_file()):
@@ -345,7 +347,7 @@ def _check_outputs(config: pytest.Config, engine: Engine) -> dict[str, Path]:
     Inputs are: files named on the command line, label batches below a folder named
     there, golden files and rules files (compared by resolved path and inode).
     """
-    from annogate.report.outputs import OutputError, check_output, same_file
+    from annogate.report.outputs import OutputError, below, check_output, same_file
     from annogate.rules import RulesError
 
     args = _arg_paths(config)
@@ -374,7 +376,7 @@ def _check_outputs(config: pytest.Config, engine: Engine) -> dict[str, Path]:
             if same_file(target, path):
                 return what
         for a in args:
-            if a.is_dir() and (_below(target, a)):
+            if a.is_dir() and below(target, a):
                 try:
                     if engine.is_batch(target) is not None:
                         return f"a label batch below {a}"
@@ -399,16 +401,6 @@ def _check_outputs(config: pytest.Config, engine: Engine) -> dict[str, Path]:
                 raise pytest.UsageError(f"annogate: {flag} {value}: is also the {other_flag} target")
         real[flag] = out
     return real
-
-
-def _below(target: Path, folder: Path) -> bool:
-    for f in dict.fromkeys((folder, Path(os.path.realpath(folder)))):
-        try:
-            target.relative_to(f)
-            return True
-        except ValueError:
-            continue
-    return False
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

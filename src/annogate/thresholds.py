@@ -87,7 +87,7 @@ def apply_severity(findings: Iterable[Finding], cfg: Mapping[str, Any]) -> list[
 
     out: list[Finding] = []
     for f in findings:
-        sev: Severity = _limit_for(cfg, f.rule).get("severity", "error")
+        sev = severity_for(cfg, f.rule)
         out.append(f if f.severity == sev else replace(f, severity=sev))
     return out
 

@@ -843,16 +843,16 @@ def _image_size_problems(images: Images) -> list[SourceProblem]:
     integer): an ``image_size`` problem each, and the side becomes unknown (nan), as in
     every other reader, so no box "fits" a 2**40-pixel image. Sides that are not finite
     or not positive are already schema problems; they become unknown too."""
-    from annogate.formats._builder import MAX_IMAGE_SIDE
+    from annogate.formats._builder import MAX_IMAGE_SIDE, image_side_problem
 
     out: list[SourceProblem] = []
     for key, col in (("width", images.width), ("height", images.height)):
         bad = ~(np.isfinite(col) & (col > 0) & (col <= MAX_IMAGE_SIDE))
-        for i in np.flatnonzero(bad & np.isfinite(col) & (col > MAX_IMAGE_SIDE)).tolist()[:1000]:
+        for i in np.flatnonzero(np.isfinite(col) & (col > MAX_IMAGE_SIDE)).tolist()[:1000]:
             out.append(
                 SourceProblem(
                     rule="image_size",
-                    message=f"image {key} {col[i]:g} exceeds the {MAX_IMAGE_SIDE} pixel limit",
+                    message=f"image {key} {image_side_problem(float(col[i]))}",
                     line=int(images.line[i]) or None,
                     pointer=f"/images/{i}/{key}",
                     image=str(images.file_name[i]),

@@ -27,7 +27,7 @@ import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["OutputError", "check_output", "same_file", "special_kind"]
+__all__ = ["OutputError", "below", "check_output", "same_file", "special_kind"]
 
 
 class OutputError(ValueError):
@@ -118,7 +118,7 @@ def check_output(
                 raise OutputError(f"{where}: is {what_is}; an output must not overwrite an input")
     named = Path(os.path.abspath(p))
     for folder in gated:
-        if _below(real, folder) and not _below(named, folder):
+        if below(real, folder) and not below(named, folder):
             raise OutputError(
                 f"{where}: resolves to {real}, inside {folder}, which is being gated;"
                 " a link must not carry an output among the labels"
@@ -126,7 +126,7 @@ def check_output(
     return real
 
 
-def _below(path: Path, folder: Path) -> bool:
+def below(path: Path, folder: Path) -> bool:
     """``path`` lies in ``folder`` (as written or resolved) or is it."""
     for f in dict.fromkeys((Path(os.path.abspath(folder)), Path(os.path.realpath(folder)))):
         if path == f or path.is_relative_to(f):

@@ -95,10 +95,6 @@ def format_money(v: float) -> str:
     return f"{v:,.2f}"
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None or math.isnan(v) else f"{v:.1%}"
-
-
 def table(
     headers: Sequence[str],
     rows: Iterable[Sequence[str]],
