@@ -43,6 +43,7 @@ __all__ = [
     "AnnotatorFrom",
     "BatchBuilder",
     "image_side_problem",
+    "label_files",
     "read_label_files",
     "sha256_of_files",
 ]
@@ -440,6 +441,17 @@ def _bounds(polygons: Sequence[Sequence[float]], keypoints: Sequence[float] | No
         return None
     x0, y0 = min(xs), min(ys)
     return (x0, y0, max(xs) - x0, max(ys) - y0)
+
+
+def label_files(folder: Path, suffix: str) -> list[Path]:
+    """The files of a folder batch with ``suffix``, sorted, in any sub-folder that is not
+    hidden. Only the parts *below* ``folder`` are looked at: a batch that itself lies
+    under a hidden folder (``~/.cache``, ``.ci/``, ``../x``) is still read."""
+    return sorted(
+        p
+        for p in folder.rglob(f"*{suffix}")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def read_label_files(

@@ -47,7 +47,7 @@ import numpy as np
 import orjson
 
 from annogate.formats import Format, LoadError, read_head, sample_files
-from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, read_label_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, label_files, read_label_files
 from annogate.model import Batch
 
 __all__ = ["CIRCLE_VERTICES", "FORMAT", "load_labelme", "looks_like_labelme", "shape_lines"]
@@ -75,10 +75,6 @@ def _looks(head: bytes) -> bool:
         return True
     # a file that opens with a megabyte of base64 ``imageData``: its other keys lie beyond the head
     return has[b"imageData"] and len(head) >= _SNIFF_READ
-
-
-def _json_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.json") if p.is_file() and not any(s.startswith(".") for s in p.parts))
 
 
 def looks_like_labelme(path: Path, head: bytes) -> bool:
@@ -370,7 +366,7 @@ def load_labelme(path: Path, *, annotator_from: AnnotatorFrom | str | None = Non
     """
     path = Path(path)
     if path.is_dir():
-        root, files = path, _json_files(path)
+        root, files = path, label_files(path, ".json")
         if not files:
             raise LoadError("no .json files in this LabelMe folder", path=path)
     else:

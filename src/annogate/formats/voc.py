@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from annogate.formats import Format, LoadError, read_head, sample_files
-from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, read_label_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, label_files, read_label_files
 from annogate.formats._xml import DEFAULT_LIMITS, XMLLimits, XMLProblem, child_text, line_of, parse_xml
 from annogate.model import Batch
 
@@ -57,7 +57,7 @@ def _xml_files(folder: Path) -> list[Path]:
     """The XML files of a VOC folder: ``Annotations/`` when present, else the folder itself."""
     ann = folder / "Annotations"
     root = ann if ann.is_dir() else folder
-    return sorted(p for p in root.rglob("*.xml") if p.is_file() and not any(s.startswith(".") for s in p.parts))
+    return label_files(root, ".xml")
 
 
 def looks_like_voc(path: Path, head: bytes) -> bool:
