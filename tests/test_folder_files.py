@@ -36,3 +36,14 @@ def test_a_folder_below_a_hidden_folder_is_read(tmp_path: Path) -> None:
     (lm / "a.json").write_text(json.dumps(LABELME))
     (lm / ".hidden" / "b.json").write_text(json.dumps(LABELME))
     assert len(load_labelme(lm).annotations) == 1
+
+
+def test_reads_are_bounded_by_the_read_not_by_the_reported_size(tmp_path: Path) -> None:
+    from annogate.formats._builder import read_capped
+
+    # /dev/zero reports size 0 and never ends: the cap still holds
+    assert read_capped(Path("/dev/zero"), 1 << 16) is None
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 10)
+    assert read_capped(f, 10) == b"x" * 10
+    assert read_capped(f, 9) is None

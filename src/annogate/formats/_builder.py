@@ -44,6 +44,7 @@ __all__ = [
     "BatchBuilder",
     "image_side_problem",
     "label_files",
+    "read_capped",
     "read_label_files",
     "sha256_of_files",
 ]
@@ -441,6 +442,15 @@ def _bounds(polygons: Sequence[Sequence[float]], keypoints: Sequence[float] | No
         return None
     x0, y0 = min(xs), min(ys)
     return (x0, y0, max(xs) - x0, max(ys) - y0)
+
+
+def read_capped(path: Path, cap: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than ``cap``: bounded by the read
+    itself, not by a size the file system reported earlier (a file that grows, or a
+    special file whose size says 0, cannot make a reader load it whole)."""
+    with open(path, "rb") as fh:
+        data = fh.read(cap + 1)
+    return None if len(data) > cap else data
 
 
 def label_files(folder: Path, suffix: str) -> list[Path]:

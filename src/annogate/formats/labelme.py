@@ -47,7 +47,14 @@ import numpy as np
 import orjson
 
 from annogate.formats import Format, LoadError, read_head, sample_files
-from annogate.formats._builder import AnnotatorFrom, BatchBuilder, image_side_problem, label_files, read_label_files
+from annogate.formats._builder import (
+    AnnotatorFrom,
+    BatchBuilder,
+    image_side_problem,
+    label_files,
+    read_capped,
+    read_label_files,
+)
 from annogate.model import Batch
 
 __all__ = ["CIRCLE_VERTICES", "FORMAT", "load_labelme", "looks_like_labelme", "shape_lines"]
@@ -180,11 +187,13 @@ class _Reader:
         b = self.b
         try:
             size = os.stat(p).st_size
-            if size > MAX_FILE_BYTES:
+            # refused by the reported size without reading; the capped read holds if it grows
+            data = None if size > MAX_FILE_BYTES else read_capped(p, MAX_FILE_BYTES)
+            if data is None:
+                size = max(size, MAX_FILE_BYTES + 1)
                 msg = f"file of {size} bytes, larger than the {MAX_FILE_BYTES}-byte limit"
                 b.problem(rule="limit", message=msg, file=rel)
                 return f"{rel}: {msg} [limit]"
-            data = p.read_bytes()
         except OSError as e:
             b.problem(rule="io", message=f"cannot read: {e.strerror or e}", file=rel)
             return f"{rel}: cannot read [io]"

@@ -82,7 +82,7 @@ import numpy.typing as npt
 import orjson
 
 from annogate.formats import Format, LoadError
-from annogate.formats._builder import BatchBuilder, image_side_problem
+from annogate.formats._builder import BatchBuilder, image_side_problem, read_capped
 from annogate.model import Batch
 
 __all__ = ["FORMAT", "decode_brush_rle", "load_labelstudio", "looks_like_labelstudio", "ls_rectangle_to_model"]
@@ -840,12 +840,15 @@ class _Reader:
 
 def _read_bytes(path: Path, max_bytes: int) -> bytes:
     size = path.stat().st_size
-    if size > max_bytes:
+    # the size as reported refuses a big file without reading it; the capped read holds
+    # even when the file grows meanwhile
+    raw = None if size > max_bytes else read_capped(path, max_bytes)
+    if raw is None:
         raise LoadError(
-            f"{size} bytes is above the Label Studio reader's limit of {max_bytes} (option max_bytes)", path=path
+            f"{max(size, max_bytes + 1)} bytes is above the Label Studio reader's limit of {max_bytes} "
+            "(option max_bytes)",
+            path=path,
         )
-    with open(path, "rb") as fh:
-        raw = fh.read(max_bytes + 1)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise LoadError("UTF-16/32 encoded; Label Studio exports are UTF-8 (re-save as UTF-8)", path=path)
     if raw.startswith(b"\xef\xbb\xbf"):

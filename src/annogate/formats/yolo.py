@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from annogate.formats import Format, LoadError, read_head, sample_files
-from annogate.formats._builder import AnnotatorFrom, BatchBuilder, sha256_of_files
+from annogate.formats._builder import AnnotatorFrom, BatchBuilder, read_capped, sha256_of_files
 from annogate.formats._imagesize import IMAGE_SUFFIXES, ImageSizeError, read_image_size
 from annogate.model import Batch
 
@@ -113,13 +113,6 @@ class _Walk:
                     yield Path(e.path)
             except OSError:
                 continue
-
-
-def _read_capped(path: Path, cap: int) -> bytes | None:
-    """The file's bytes, or None when it is larger than ``cap``."""
-    with open(path, "rb") as fh:
-        data = fh.read(cap + 1)
-    return None if len(data) > cap else data
 
 
 def _mirror(path: Path, src: str, dst: str) -> Path | None:
@@ -206,7 +199,7 @@ class _Reader:
             cands = []
         for p in cands[:50]:
             try:
-                head = _read_capped(p, MAX_CONFIG_BYTES) or b""
+                head = read_capped(p, MAX_CONFIG_BYTES) or b""
             except OSError:
                 continue
             if _NAMES_KEY_RE.search(head):
@@ -227,7 +220,7 @@ class _Reader:
         decoded, or None with a problem; a file read is recorded for the batch's digest."""
         cap = MAX_CONFIG_BYTES if cap is None else cap
         try:
-            data = _read_capped(path, cap)
+            data = read_capped(path, cap)
         except OSError as e:
             self.problem("unreadable", f"cannot read: {e.strerror or e}", file=path)
             return None
@@ -1135,7 +1128,7 @@ def _folder_is_yolo(root: Path) -> bool:
     for p in children:
         if p.suffix.lower() in (".yaml", ".yml") and p.is_file():
             try:
-                head = _read_capped(p, MAX_CONFIG_BYTES) or b""
+                head = read_capped(p, MAX_CONFIG_BYTES) or b""
             except OSError:
                 continue
             if _NAMES_KEY_RE.search(head) and _YAML_DATA_KEY_RE.search(head):
