@@ -611,8 +611,16 @@ class BatchFile(pytest.File):
             yield GateItem.from_parent(self, name=gate.name, gate=gate.name)
 
     def selected_gates(self) -> list[str]:
-        """Gates of this batch that survived -k/--lf/deselection in this process."""
-        return [i.gate for i in self.session.items if isinstance(i, GateItem) and i.parent is self]
+        """Gates of this batch that survived -k/--lf/deselection in this process.
+
+        Found once per batch (the selection is final when items run): every gate item
+        asks, and scanning the session's items each time cost items x items.
+        """
+        found: list[str] | None = self.__dict__.get("_selected_gates")
+        if found is None:
+            found = [i.gate for i in self.session.items if isinstance(i, GateItem) and i.parent is self]
+            self.__dict__["_selected_gates"] = found
+        return found
 
 
 class GateFailed(Exception):
